@@ -1,0 +1,3 @@
+from ability_gateway.cli import main
+
+main()
