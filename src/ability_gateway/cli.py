@@ -6,9 +6,20 @@ package stays importable with only httpx + pydantic installed.
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from ability_gateway.server.config import Settings
 
 app = typer.Typer(
     name="ability-gateway",
@@ -51,6 +62,276 @@ def coze_sim(
         public_url=public_url,
     )
     serve(host=host, port=port, config=config)
+
+
+token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+def _settings() -> Settings:
+    try:
+        from ability_gateway.server.config import get_settings
+    except ImportError as exc:  # the server extra is missing
+        raise typer.BadParameter(
+            "the server is not installed: pip install 'ability-gateway[server]'"
+        ) from exc
+    return get_settings()
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Migrations log every plugin they load at INFO; only their problems matter here.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _run_server(settings: Settings, host: str, port: int, on_ready: str | None = None) -> None:
+    import uvicorn
+
+    from ability_gateway.server.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=settings.access_log,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        task = asyncio.create_task(server.serve())
+        while not server.started and not task.done():
+            await asyncio.sleep(0.05)
+        if on_ready and server.started:
+            print(on_ready, flush=True)
+        await task
+
+    asyncio.run(serve())
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (default GATEWAY_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default GATEWAY_PORT).")] = None,
+) -> None:
+    """Start the gateway with its settings from the environment (GATEWAY_*)."""
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    _run_server(settings, host or settings.host, settings.port if port is None else port)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (the gateway also does this at start)."""
+    from ability_gateway.server.db import Database
+    from ability_gateway.server.migrate import upgrade_to_head
+
+    settings = _settings()
+
+    async def run() -> None:
+        db = Database(settings.resolved_database_url)
+        try:
+            await upgrade_to_head(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    print("database is up to date")
+
+
+async def _token_create(
+    settings: Settings, name: str, admin: bool, expires_in_days: float | None
+) -> dict[str, object]:
+    from ability_gateway.server.auth.service import create_token
+    from ability_gateway.server.db import Database
+    from ability_gateway.server.migrate import upgrade_to_head
+
+    db = Database(settings.resolved_database_url)
+    try:
+        await upgrade_to_head(db)
+        created = await create_token(db, name, admin=admin, expires_in_days=expires_in_days)
+    finally:
+        await db.dispose()
+    return {
+        "id": created.id,
+        "name": created.name,
+        "token": created.token,
+        "callbackSecret": created.callback_secret,
+        "scopes": created.scopes,
+        "expiresAt": created.expires_at,
+    }
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Who or what the token is for.")],
+    admin: Annotated[bool, typer.Option(help="Also grant the admin scope.")] = False,
+    expires_in_days: Annotated[
+        float | None, typer.Option(help="Expire after this many days (default: never).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Create a token. It is shown once: only its hash is stored."""
+    if not name.strip():
+        raise typer.BadParameter("must not be empty", param_hint="--name")
+    if expires_in_days is not None and expires_in_days <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--expires-in-days")
+    created = asyncio.run(_token_create(_settings(), name, admin, expires_in_days))
+    if as_json:
+        print(json.dumps(created))
+        return
+    print(f"id:              {created['id']}")
+    print(f"name:            {created['name']}")
+    print(f"scopes:          {', '.join(created['scopes'])}")  # type: ignore[arg-type]
+    print(f"token:           {created['token']}")
+    print(f"callback secret: {created['callbackSecret']}")
+    print("Store both now: they are not shown again.")
+
+
+@token_app.command("list")
+def token_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """List tokens (never the tokens themselves)."""
+    from ability_gateway.server.auth.service import list_tokens
+    from ability_gateway.server.db import Database
+    from ability_gateway.server.migrate import upgrade_to_head
+
+    settings = _settings()
+
+    async def run() -> list[dict[str, object]]:
+        db = Database(settings.resolved_database_url)
+        try:
+            await upgrade_to_head(db)
+            return await list_tokens(db)
+        finally:
+            await db.dispose()
+
+    rows = asyncio.run(run())
+    if as_json:
+        print(json.dumps(rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "name", "prefix", "scopes", "created", "expires", "revoked")
+
+    def when(ms: object) -> str:
+        if not isinstance(ms, int):
+            return "-"
+        return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000))
+
+    for row in rows:
+        scopes = row["scopes"]
+        table.add_row(
+            str(row["id"]),
+            str(row["name"]),
+            str(row["token_prefix"]) + "…",
+            ", ".join(scopes) if isinstance(scopes, list) else str(scopes),
+            when(row["created_at"]),
+            when(row["expires_at"]),
+            when(row["revoked_at"]),
+        )
+    Console().print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id (tok_…).")]) -> None:
+    """Revoke a token: it is refused (401) from now on."""
+    from ability_gateway.server.auth.service import revoke_token
+    from ability_gateway.server.db import Database
+    from ability_gateway.server.migrate import upgrade_to_head
+
+    settings = _settings()
+
+    async def run() -> bool:
+        db = Database(settings.resolved_database_url)
+        try:
+            await upgrade_to_head(db)
+            return await revoke_token(db, token_id)
+        finally:
+            await db.dispose()
+
+    if not asyncio.run(run()):
+        print(f"no active token {token_id}", file=sys.stderr)
+        raise typer.Exit(1)
+    print(f"revoked {token_id}")
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Gateway port.")] = 8080,
+    sim_port: Annotated[int, typer.Option(help="Coze simulator port.")] = 8090,
+    host: Annotated[str, typer.Option(help="Interface for both.")] = "127.0.0.1",
+) -> None:
+    """Start the Coze simulator and the gateway on SQLite + ./data, with a fresh demo token."""
+    sim_url = f"http://{host}:{sim_port}"
+    os.environ.setdefault("GATEWAY_COZE_BASE_URL", sim_url)
+    os.environ.setdefault("GATEWAY_COZE_API_TOKEN", "pat_simulator")
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    simulator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ability_gateway",
+            "coze-sim",
+            "--host",
+            host,
+            "--port",
+            str(sim_port),
+        ]
+    )
+    try:
+        _wait_http(f"{sim_url}/healthz", 30)
+        created = asyncio.run(_token_create(settings, "demo", True, None))
+        base = f"http://{host}:{port}"
+        image = f"{sim_url}/files/samples/landscape.png"
+        body = json.dumps({"inputs": {"url": image, "shuru": "水彩风格"}}, ensure_ascii=False)
+        banner = "\n".join(
+            [
+                "",
+                "Ability Gateway demo is running (Coze simulator behind it).",
+                f"  gateway:   {base}   (API docs: {base}/docs)",
+                f"  simulator: {sim_url}",
+                f"  token:     {created['token']}",
+                f"  callback secret: {created['callbackSecret']}",
+                "",
+                "Try:",
+                f"  curl -s {base}/api/abilities -H 'Authorization: Bearer {created['token']}'",
+                f"  curl -s {base}/api/abilities/ability_coze_prompt_extract/invoke \\",
+                f"    -H 'Authorization: Bearer {created['token']}' \\",
+                f"    -H 'Content-Type: application/json' -d '{body}'",
+                "",
+                "Ctrl-C stops both.",
+            ]
+        )
+        _run_server(settings, host, port, on_ready=banner)
+    finally:
+        simulator.terminate()
+        try:
+            simulator.wait(10)
+        except subprocess.TimeoutExpired:
+            simulator.kill()
 
 
 def main() -> None:

@@ -1,0 +1,87 @@
+"""The gateway's ASGI application: lifespan, middleware, error handlers, routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from ability_gateway import __version__
+from ability_gateway.server.abilities.catalog import Catalog
+from ability_gateway.server.abilities.endpoints import router as abilities_router
+from ability_gateway.server.config import Settings, get_settings
+from ability_gateway.server.db import Database
+from ability_gateway.server.errors import install_error_handlers
+from ability_gateway.server.executors.registry import ExecutorRegistry
+from ability_gateway.server.health.endpoints import router as health_router
+from ability_gateway.server.http import RequestIdMiddleware
+from ability_gateway.server.migrate import upgrade_to_head
+from ability_gateway.server.state import GatewayState
+from ability_gateway.server.tasks.endpoints import router as tasks_router
+from ability_gateway.server.tasks.schemas import InvokeRequest
+
+logger = logging.getLogger(__name__)
+
+
+def _document_extra_schemas(app: FastAPI) -> None:
+    """Bodies parsed by hand (to accept JSON under any Content-Type) still appear in OpenAPI."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            extra = InvokeRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(extra.pop("$defs", {}))
+            components["InvokeRequest"] = extra
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    # Load the catalog now: a broken catalog file fails the start, not the first request.
+    catalog = Catalog.load(settings.catalog_file)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.resolved_database_url)
+        await upgrade_to_head(db)
+        executors = ExecutorRegistry.from_settings(settings)
+        app.state.gateway = GatewayState(
+            settings=settings, db=db, catalog=catalog, executors=executors
+        )
+        logger.info(
+            "gateway ready: %d abilities, database %s",
+            len(catalog.all()),
+            db.url.render_as_string(),
+        )
+        try:
+            yield
+        finally:
+            await executors.close()
+            await db.dispose()
+
+    app = FastAPI(
+        title="Ability Gateway",
+        version=__version__,
+        description="One stable, authenticated REST API over Coze workflows.",
+        lifespan=lifespan,
+    )
+    _document_extra_schemas(app)
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(abilities_router)
+    app.include_router(tasks_router)
+    app.include_router(health_router)
+    return app

@@ -1,0 +1,70 @@
+"""Gateway settings: one pydantic-settings class, every field read from ``GATEWAY_*``.
+
+Defaults work on a laptop (SQLite under ``./data``); ``GATEWAY_ENV=production``
+refuses to start with settings that only make sense in development.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Literal["development", "production"] = Field(
+        "development", description="`production` refuses development-only settings."
+    )
+    host: str = Field("127.0.0.1", description="Interface `serve` binds to.")
+    port: int = Field(8080, ge=0, le=65535, description="Port `serve` listens on.")
+    data_dir: Path = Field(Path("data"), description="Directory for the SQLite file and media.")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy async URL. Default: `sqlite+aiosqlite:///<data_dir>/gateway.db`.",
+    )
+    catalog_file: Path | None = Field(
+        None, description="YAML file replacing the shipped catalog of abilities."
+    )
+    coze_base_url: str = Field(
+        "https://api.coze.cn", description="Base URL of the default executor's Coze API."
+    )
+    coze_api_token: SecretStr | None = Field(
+        None, description="PAT/SAT of the default executor; without it no executor is configured."
+    )
+    coze_max_connections: int = Field(
+        256, ge=1, description="Pooled connections per executor to the Coze API."
+    )
+    coze_max_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a transient Coze failure, within the deadline."
+    )
+    coze_retry_backoff_seconds: float = Field(
+        0.5, ge=0, description="First retry delay; doubles on each further retry."
+    )
+    log_level: str = Field("INFO", description="Root log level.")
+    access_log: bool = Field(False, description="Log every HTTP request (uvicorn access log).")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'gateway.db'}"
+
+    @model_validator(mode="after")
+    def _refuse_dev_settings_in_production(self) -> Settings:
+        if self.env == "production":
+            token = self.coze_api_token.get_secret_value() if self.coze_api_token else ""
+            if token == "pat_simulator":
+                raise ValueError("GATEWAY_COZE_API_TOKEN is the simulator's token in production")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,27 @@
+"""Request dependencies that read like the spec: ``Gateway``, ``CurrentToken``."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Header, Request
+
+from ability_gateway.server.auth.service import Principal, authenticate
+from ability_gateway.server.state import GatewayState
+
+
+def get_gateway(request: Request) -> GatewayState:
+    return cast(GatewayState, request.app.state.gateway)
+
+
+Gateway = Annotated[GatewayState, Depends(get_gateway)]
+
+
+async def get_current_token(
+    gateway: Gateway,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    return await authenticate(gateway.db, authorization)
+
+
+CurrentToken = Annotated[Principal, Depends(get_current_token)]

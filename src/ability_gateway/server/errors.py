@@ -1,0 +1,168 @@
+"""Gateway errors and the one error body every failure is rendered into.
+
+Every error answers ``{"code", "message", "requestId", ...}``. ``code`` is the
+HTTP status for the gateway's own errors and Coze's code (e.g. 720701013) for a
+workflow failure. Services raise :class:`GatewayError` subclasses; the handlers
+installed by :func:`install_error_handlers` render them. Expected failures are
+never 500s.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from ability_gateway.server.http import JSONResponse, current_request_id
+
+logger = logging.getLogger(__name__)
+
+
+class GatewayError(Exception):
+    """An error with an HTTP status and a public code."""
+
+    status_code: ClassVar[int] = 500
+    default_message: ClassVar[str] = "Internal server error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: int | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.code = code if code is not None else self.status_code
+        self.extra = extra or {}
+        self.headers = headers
+        super().__init__(self.message)
+
+
+class FieldError(dict[str, str]):
+    """One per-field problem: ``{"field": "inputs.url", "problem": "is required"}``."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(field=field, problem=problem)
+
+
+class BadRequest(GatewayError):
+    status_code = 400
+    default_message = "The request is invalid"
+
+    def __init__(self, message: str | None = None, errors: list[FieldError] | None = None) -> None:
+        super().__init__(message, extra={"errors": list(errors or [])})
+
+
+class Unauthorized(GatewayError):
+    status_code = 401
+    default_message = "Missing or invalid bearer token"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="ability-gateway"'})
+
+
+class Forbidden(GatewayError):
+    status_code = 403
+    default_message = "The token lacks the scope for this operation"
+
+
+class NotFound(GatewayError):
+    status_code = 404
+    default_message = "Not found"
+
+
+class PayloadTooLarge(GatewayError):
+    status_code = 413
+    default_message = "The request body is too large"
+
+
+class NotImplementedYet(GatewayError):
+    """A part of the public contract this version of the gateway does not serve yet."""
+
+    status_code = 501
+    default_message = "Not implemented"
+
+
+class ServiceUnavailable(GatewayError):
+    status_code = 503
+    default_message = "Service unavailable"
+
+
+class UpstreamError(GatewayError):
+    """The workflow failed or Coze could not be reached: HTTP 502 with Coze's code."""
+
+    status_code = 502
+    default_message = "Upstream workflow failed"
+
+
+class UpstreamTimeout(GatewayError):
+    status_code = 504
+    default_message = "The workflow did not finish within its deadline"
+
+
+def error_body(code: int, message: str, **extra: Any) -> dict[str, Any]:
+    return {"code": code, "message": message, "requestId": current_request_id(), **extra}
+
+
+def _render(
+    status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> Response:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+_PROBLEMS = {
+    "missing": "is required",
+    "json_invalid": "is not valid JSON",
+    "extra_forbidden": "is not a known field",
+    "dict_type": "must be an object",
+    "string_type": "must be a string",
+    "model_attributes_type": "must be a JSON object",
+}
+
+
+def validation_field_errors(errors: Sequence[Any]) -> list[FieldError]:
+    """Per-field problems from pydantic's errors, in the uniform shape."""
+    result = []
+    for err in errors:
+        problem = _PROBLEMS.get(err.get("type", ""), err.get("msg", "is invalid"))
+        result.append(FieldError(_field_name(tuple(err.get("loc", ()))), problem))
+    return result
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_gateway_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        if exc.status_code >= 500 and not isinstance(exc, UpstreamError | UpstreamTimeout):
+            logger.error("request failed: %s", exc.message)
+        body = error_body(exc.code, exc.message, **exc.extra)
+        return _render(exc.status_code, body, exc.headers)
+
+    async def on_validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = validation_field_errors(exc.errors())
+        body = error_body(400, "The request is invalid", errors=errors)
+        return _render(400, body)
+
+    async def on_http_exception(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        message = exc.detail if isinstance(exc.detail, str) else "HTTP error"
+        if exc.status_code == 404:
+            message = "No such endpoint"
+        return _render(exc.status_code, error_body(exc.status_code, message), exc.headers)
+
+    app.add_exception_handler(GatewayError, on_gateway_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_exception)

@@ -1,0 +1,34 @@
+"""Apply Alembic migrations, on start-up and from ``ability-gateway migrate``."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection
+
+from ability_gateway.server.db import Database
+
+
+def alembic_config(url: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option(
+        "script_location", str(resources.files("ability_gateway.server") / "migrations")
+    )
+    if url:
+        config.set_main_option("sqlalchemy.url", url)
+    return config
+
+
+async def upgrade_to_head(database: Database) -> None:
+    """Bring the schema up to date on the database's writer connection."""
+
+    def _upgrade(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+    async with database.writer.connect() as conn:
+        await conn.run_sync(_upgrade)
+        await conn.commit()

@@ -1,0 +1,8 @@
+"""Every table of the gateway, on one shared metadata (what Alembic compares against)."""
+
+from ability_gateway.server.models.base import metadata
+from ability_gateway.server.models.call_log import call_logs
+from ability_gateway.server.models.task import tasks
+from ability_gateway.server.models.token import tokens
+
+__all__ = ["call_logs", "metadata", "tasks", "tokens"]

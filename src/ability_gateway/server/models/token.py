@@ -1,0 +1,21 @@
+"""API tokens: stored as SHA-256 hashes, shown once at creation."""
+
+from sqlalchemy import JSON, BigInteger, Column, String, Table
+
+from ability_gateway.server.models.base import metadata
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    # The first characters of the token, so an admin can tell tokens apart.
+    Column("token_prefix", String(16), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    # Needed in clear to sign callbacks (HMAC); never returned after creation.
+    Column("callback_secret", String(100), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("revoked_at", BigInteger, nullable=True),
+)

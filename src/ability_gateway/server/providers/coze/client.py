@@ -1,0 +1,201 @@
+"""The Coze workflow API client of one executor: direct HTTP over one pooled aiohttp session.
+
+Not cozepy: the gateway needs per-call deadlines, retries with backoff on
+transient failures, tolerant parsing and the raw exchange for the call log.
+
+A run is one or more HTTP calls (:class:`CozeCall`, each becomes a call log)
+ending in one :class:`RunOutcome`:
+
+    succeeded        code == 0
+    workflow_error   code != 0 (Coze's code, message and debug_url kept)
+    transport_error  no usable answer (connection, HTTP 5xx without JSON, ...)
+    timeout          the deadline passed
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+
+from ability_gateway.server.providers.coze.parsing import (
+    as_int,
+    as_str,
+    decode_body,
+    envelope_logid,
+)
+
+# Codes worth another try: throttling (4009, 4013, 4020), internal errors (5000) and
+# the generic workflow failure users retry (720701013, 720702017).
+TRANSIENT_CODES = frozenset({4009, 4013, 4020, 5000, 720701013, 720702017})
+TRANSIENT_HTTP = frozenset({429, 502, 503, 504})
+MAX_RESPONSE_BYTES = 20 * 1024 * 1024
+
+OutcomeKind = Literal["succeeded", "workflow_error", "transport_error", "timeout"]
+
+
+@dataclass(slots=True)
+class CozeCall:
+    """One HTTP exchange with Coze, as recorded in the call log."""
+
+    operation: str
+    workflow_id: str
+    request_body: dict[str, Any] | None
+    duration_ms: int = 0
+    http_status: int | None = None
+    code: int | None = None
+    message: str | None = None
+    logid: str | None = None
+    execute_id: str | None = None
+    debug_url: str | None = None
+    response_text: str | None = None
+    response: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    kind: OutcomeKind
+    calls: list[CozeCall] = field(default_factory=list)
+
+    @property
+    def last(self) -> CozeCall:
+        return self.calls[-1]
+
+
+class CozeExecutor:
+    """One configured Coze account."""
+
+    def __init__(
+        self,
+        executor_id: str,
+        base_url: str,
+        token: str,
+        *,
+        max_connections: int = 256,
+        max_retries: int = 2,
+        retry_backoff: float = 0.5,
+    ) -> None:
+        self.id = executor_id
+        self.base_url = base_url.rstrip("/")
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "User-Agent": "ability-gateway",
+        }
+        self._max_connections = max_connections
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, ttl_dns_cache=300, enable_cleanup_closed=True
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._headers,
+                json_serialize=lambda v: orjson.dumps(v).decode(),
+                trust_env=False,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def run_workflow(
+        self, workflow_id: str, parameters: dict[str, Any], *, deadline: float
+    ) -> RunOutcome:
+        """Run a workflow synchronously, retrying transient failures until ``deadline``.
+
+        ``deadline`` is on the event loop's clock (``loop.time()``).
+        """
+        loop = asyncio.get_running_loop()
+        body = {"workflow_id": workflow_id, "parameters": parameters}
+        outcome = RunOutcome(kind="transport_error")
+        for attempt in range(self.max_retries + 1):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                outcome.kind = "timeout"
+                break
+            call, kind, retry = await self._post(
+                "/v1/workflow/run", "workflow.run", body, remaining
+            )
+            outcome.calls.append(call)
+            outcome.kind = kind
+            if not retry or attempt == self.max_retries:
+                break
+            delay = self.retry_backoff * (2**attempt) * (0.8 + 0.4 * random.random())
+            if loop.time() + delay >= deadline:
+                break
+            await asyncio.sleep(delay)
+        return outcome
+
+    async def _post(
+        self, path: str, operation: str, body: dict[str, Any], timeout: float
+    ) -> tuple[CozeCall, OutcomeKind, bool]:
+        call = CozeCall(
+            operation=operation, workflow_id=str(body["workflow_id"]), request_body=body
+        )
+        started = time.perf_counter()
+        try:
+            async with self._client().post(
+                self.base_url + path,
+                data=orjson.dumps(body),
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
+            ) as resp:
+                call.http_status = resp.status
+                call.logid = resp.headers.get("X-Tt-Logid")
+                raw = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+        except TimeoutError:
+            call.duration_ms = _ms_since(started)
+            call.error = f"no answer within {timeout:.1f} s"
+            return call, "timeout", False
+        except aiohttp.ClientConnectorError as exc:
+            # Nothing was sent: always safe to try again.
+            call.duration_ms = _ms_since(started)
+            call.error = f"cannot connect to Coze: {exc}"
+            return call, "transport_error", True
+        except aiohttp.ClientError as exc:
+            call.duration_ms = _ms_since(started)
+            call.error = f"Coze request failed: {type(exc).__name__}: {exc}"
+            return call, "transport_error", False
+        call.duration_ms = _ms_since(started)
+        if len(raw) > MAX_RESPONSE_BYTES:
+            call.error = f"Coze response larger than {MAX_RESPONSE_BYTES} bytes"
+            return call, "transport_error", False
+        call.response_text = raw.decode("utf-8", errors="replace")
+        envelope = decode_body(raw)
+        if envelope is None:
+            call.error = f"Coze answered HTTP {resp.status} without a JSON body"
+            return call, "transport_error", resp.status in TRANSIENT_HTTP
+        call.response = envelope
+        call.code = as_int(envelope.get("code"))
+        call.message = as_str(envelope.get("msg")) or as_str(envelope.get("message"))
+        call.execute_id = as_str(envelope.get("execute_id"))
+        call.debug_url = as_str(envelope.get("debug_url"))
+        call.logid = call.logid or envelope_logid(envelope)
+        if call.code is None:
+            # No code at all: success only if it looks like one.
+            if resp.status == 200 and ("data" in envelope or call.execute_id):
+                call.code = 0
+            else:
+                call.error = f"Coze answered HTTP {resp.status} without a code"
+                return call, "transport_error", resp.status in TRANSIENT_HTTP
+        if call.code == 0:
+            return call, "succeeded", False
+        retry = call.code in TRANSIENT_CODES or resp.status in TRANSIENT_HTTP
+        return call, "workflow_error", retry
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)

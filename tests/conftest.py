@@ -1,0 +1,101 @@
+"""Shared fixtures: a real Coze simulator process, the gateway app in-process, tokens."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from ability_gateway.server.app import create_app
+from ability_gateway.server.auth.service import CreatedToken, create_token
+from ability_gateway.server.config import Settings
+from ability_gateway.server.state import GatewayState
+from tests.support import cli, gateway_process, simulator_process
+
+SAMPLE_IMAGE_PATH = "/files/samples/landscape.png"
+
+
+@pytest.fixture(scope="session")
+def sim_url() -> Iterator[str]:
+    """The Coze simulator every test shares (no latency, no faults)."""
+    with simulator_process() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sample_image(sim_url: str) -> str:
+    """A 1024x768 PNG served by the simulator."""
+    return sim_url + SAMPLE_IMAGE_PATH
+
+
+def make_settings(data_dir: Path, coze_base_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": data_dir,
+        "coze_base_url": coze_base_url,
+        "coze_api_token": "pat_simulator",
+        "coze_retry_backoff_seconds": 0.01,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, sim_url: str) -> Settings:
+    return make_settings(tmp_path, sim_url)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def gateway(app: FastAPI) -> GatewayState:
+    state: GatewayState = app.state.gateway
+    return state
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as c:
+        yield c
+
+
+@pytest.fixture
+async def token(gateway: GatewayState) -> CreatedToken:
+    return await create_token(gateway.db, "tests")
+
+
+@pytest.fixture
+def auth(token: CreatedToken) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token.token}"}
+
+
+class LiveGateway:
+    def __init__(self, url: str, token: str, env: dict[str, str]) -> None:
+        self.url = url
+        self.token = token
+        self.env = env
+
+
+@pytest.fixture(scope="session")
+def live_gateway(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    """A real ``ability-gateway serve`` process on a free port, with a token made by the CLI."""
+    data_dir = tmp_path_factory.mktemp("live")
+    env = {
+        "GATEWAY_DATA_DIR": str(data_dir),
+        "GATEWAY_COZE_BASE_URL": sim_url,
+        "GATEWAY_COZE_API_TOKEN": "pat_simulator",
+    }
+    created = cli("token", "create", "--name", "live", "--json", env=env)
+    assert created.returncode == 0, created.stderr
+    token = json.loads(created.stdout)["token"]
+    with gateway_process(env, data_dir) as url:
+        yield LiveGateway(url, token, env)

@@ -1,0 +1,61 @@
+"""The ``ability-gateway`` command through its real entry point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import LiveGateway
+from tests.support import cli
+
+
+def test_token_create_json_list_and_revoke(tmp_path: Path) -> None:
+    env = {"GATEWAY_DATA_DIR": str(tmp_path)}
+    created = cli("token", "create", "--name", "ci", "--admin", "--json", env=env)
+    assert created.returncode == 0, created.stderr
+    token = json.loads(created.stdout)
+    assert {"id", "name", "token", "callbackSecret"} <= set(token)
+    assert token["name"] == "ci"
+    assert token["token"].startswith("agw_")
+    assert token["callbackSecret"].startswith("whsec_")
+    assert token["scopes"] == ["abilities", "admin"]
+
+    listed = cli("token", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [r["id"] for r in rows] == [token["id"]]
+    assert token["token"] not in listed.stdout
+
+    revoked = cli("token", "revoke", token["id"], env=env)
+    assert revoked.returncode == 0
+    assert json.loads(cli("token", "list", "--json", env=env).stdout)[0]["revoked_at"]
+    again = cli("token", "revoke", token["id"], env=env)
+    assert again.returncode == 1
+    assert "no active token" in again.stderr
+
+
+def test_token_create_prints_the_token_once_in_text(tmp_path: Path) -> None:
+    result = cli("token", "create", "--name", "human", env={"GATEWAY_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0
+    assert "token:           agw_" in result.stdout
+    assert "callback secret: whsec_" in result.stdout
+
+
+def test_token_create_refuses_an_empty_name(tmp_path: Path) -> None:
+    result = cli("token", "create", "--name", " ", env={"GATEWAY_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    assert "must not be empty" in result.stderr
+
+
+def test_revoked_token_is_refused_by_a_running_server(live_gateway: LiveGateway) -> None:
+    created = json.loads(
+        cli("token", "create", "--name", "short", "--json", env=live_gateway.env).stdout
+    )
+    headers = {"Authorization": f"Bearer {created['token']}"}
+    assert httpx.get(f"{live_gateway.url}/api/abilities", headers=headers).status_code == 200
+    assert cli("token", "revoke", created["id"], env=live_gateway.env).returncode == 0
+    response = httpx.get(f"{live_gateway.url}/api/abilities", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["code"] == 401
