@@ -74,12 +74,14 @@ def build_parameters(
     """Workflow parameters from ``inputs`` and ``imageUrl``; a 400 lists every problem."""
     errors: list[FieldError] = []
     params = dict(inputs)
+    reported: set[str] = set()  # inputs whose problem is already told through imageUrl
     if image_url is not None:
         field = ability.image_field
         if field is None:
             errors.append(FieldError("imageUrl", "this ability takes no image"))
         elif not is_http_url(image_url):
             errors.append(FieldError("imageUrl", "must be an http(s) URL"))
+            reported.add(field)
         elif params.get(field) not in (None, ""):
             errors.append(
                 FieldError("imageUrl", f"give the image either as imageUrl or as inputs.{field}")
@@ -91,6 +93,8 @@ def build_parameters(
         if name not in known:
             errors.append(FieldError(f"inputs.{name}", "is not an input of this ability"))
     for spec in ability.inputs:
+        if spec.name in reported:
+            continue
         if spec.name not in params or (params[spec.name] is None and spec.required):
             if spec.required:
                 errors.append(FieldError(f"inputs.{spec.name}", "is required"))
