@@ -1,4 +1,9 @@
-"""The integration guide's own client code (spec §5.1–5.3, §6.2) against a real server."""
+"""The integration guide's own client code (spec §5.1–5.3, §6.2) against a real server.
+
+The guide's example image, https://example.com/image.png, is replaced by an image the simulator
+serves: the simulated workflows download their input, as Coze's do, and this machine has no
+route to example.com.
+"""
 
 from __future__ import annotations
 
@@ -74,11 +79,11 @@ def test_spec_5_1_list_abilities(live_gateway: LiveGateway) -> None:
     assert len(names) == 8
 
 
-def test_spec_5_2_invoke_with_callback_fields(live_gateway: LiveGateway) -> None:
+def test_spec_5_2_invoke_with_callback_fields(live_gateway: LiveGateway, sample_image: str) -> None:
     url = f"{live_gateway.url}/api/abilities/ability_coze_prompt_extract/invoke"
     headers = {"Authorization": f"Bearer {live_gateway.token}", "Content-Type": "application/json"}
     body = {
-        "inputs": {"url": "https://example.com/image.png", "shuru": ""},
+        "inputs": {"url": sample_image, "shuru": ""},
         "callbackUrl": "https://your-server.com/callback",
         "callbackHeaders": {"X-Custom-Header": "your-custom-value"},
     }
@@ -89,14 +94,14 @@ def test_spec_5_2_invoke_with_callback_fields(live_gateway: LiveGateway) -> None
     assert result["texts"][0]
 
 
-def test_spec_5_3_sdk_and_5_4_task_query(live_gateway: LiveGateway) -> None:
+def test_spec_5_3_sdk_and_5_4_task_query(live_gateway: LiveGateway, sample_image: str) -> None:
     client = AbilityClient(base_url=live_gateway.url, token=live_gateway.token)
     abilities = client.list_abilities()
     assert len(abilities["items"]) == 8
     assert client.get_ability("ability_coze_tagging_small")["capabilityKey"] == "tagging_small"
     result = client.invoke_ability(
         ability_id="ability_coze_prompt_extract",
-        inputs={"url": "https://example.com/image.png", "shuru": ""},
+        inputs={"url": sample_image, "shuru": ""},
         callback_url="https://your-server.com/callback",
     )
     assert result["status"] == "succeeded"

@@ -10,7 +10,7 @@ from ability_gateway.server.auth.service import Principal, authenticate
 from ability_gateway.server.state import GatewayState
 
 
-def get_gateway(request: Request) -> GatewayState:
+async def get_gateway(request: Request) -> GatewayState:
     return cast(GatewayState, request.app.state.gateway)
 
 

@@ -1,6 +1,6 @@
 """The simulator's file URL scheme: generated images and fixed sample images.
 
-Two kinds of path, both ``image/png`` produced by :func:`~ability_gateway.simulator.png.render_png`::
+Two kinds of path, both ``image/png`` rendered by :func:`~.png.render_png`::
 
     /files/{width}x{height}/{name}.png     a generated image: any size 1..16384 per side, any name
                                            matching [A-Za-z0-9_-]{1,128}; the name seeds the pattern
@@ -29,7 +29,9 @@ SAMPLES: dict[str, tuple[int, int]] = {
 }
 """Sample source images by name: ``/files/samples/{name}.png`` is ``width x height``."""
 
-_GENERATED = re.compile(r"^/files/(?P<w>[0-9]{1,6})x(?P<h>[0-9]{1,6})/(?P<name>[A-Za-z0-9_-]{1,128})\.png$")
+_GENERATED = re.compile(
+    r"^/files/(?P<w>[0-9]{1,6})x(?P<h>[0-9]{1,6})/(?P<name>[A-Za-z0-9_-]{1,128})\.png$"
+)
 _SAMPLE = re.compile(r"^/files/samples/(?P<name>[A-Za-z0-9_-]{1,128})\.png$")
 
 

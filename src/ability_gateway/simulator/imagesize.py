@@ -20,7 +20,7 @@ _JPEG_SOS = 0xDA
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
-    """Return ``(width, height)`` when ``data`` starts like a PNG, JPEG, GIF or WebP, else ``None``."""
+    """``(width, height)`` if ``data`` starts like a PNG, JPEG, GIF or WebP image, else ``None``."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return _png_size(data)
     if data.startswith(b"\xff\xd8"):

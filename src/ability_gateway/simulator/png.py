@@ -79,7 +79,7 @@ class _Piece:
 
 @lru_cache(maxsize=64)
 def _repeat_rows(row_bytes: int, rows: int) -> _Piece:
-    """The piece for ``rows`` scanlines that each repeat the scanline above (filter ``Up``, zeros)."""
+    """The piece for ``rows`` scanlines that repeat the one above (filter ``Up``, all zeros)."""
     return _Piece((bytes((_FILTER_UP,)) + bytes(row_bytes)) * rows)
 
 
@@ -96,7 +96,9 @@ def _band_palette(seed: int, bands: int) -> list[tuple[bytes, bytes]]:
         state = (state * 0x5DEECE66D + 0xB) & 0xFFFFFFFFFFFF
         values.append((state >> 17) & 0xFF)
     base, step = values[0:3], [v % 23 - 11 for v in values[3:6]]
-    delta = bytes(v & 1 for v in values[6:9]) if any(v & 1 for v in values[6:9]) else b"\x01\x00\x01"
+    delta = (
+        bytes(v & 1 for v in values[6:9]) if any(v & 1 for v in values[6:9]) else b"\x01\x00\x01"
+    )
     return [
         (bytes((b + s * index) & 0xFF for b, s in zip(base, step, strict=True)), delta)
         for index in range(bands)
@@ -110,7 +112,7 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
 
 @lru_cache(maxsize=128)
 def render_png(width: int, height: int, seed: int = 0) -> bytes:
-    """Encode a deterministic ``width`` x ``height`` 8-bit RGB PNG whose pattern depends on ``seed``.
+    """Encode a deterministic ``width`` x ``height`` 8-bit RGB PNG, its pattern chosen by ``seed``.
 
     Raises :class:`ValueError` for sizes outside ``1..MAX_SIDE``. Cached: the same arguments return
     the same ``bytes`` object without re-encoding.

@@ -12,7 +12,6 @@ same URL changes size between runs, and the cache keeps repeated runs cheap.
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from collections.abc import Collection
 
@@ -57,7 +56,7 @@ class SourceImages:
             self._session = None
 
     async def size(self, url: str, own_origins: Collection[str]) -> tuple[int, int]:
-        """The pixel size of the image at ``url``; ``own_origins`` are this simulator's base URLs."""
+        """The pixel size of the image at ``url``; ``own_origins``: this simulator's base URLs."""
         try:
             parsed = URL(url)
         except (TypeError, ValueError) as exc:
@@ -94,7 +93,9 @@ class SourceImages:
                         return found
                     if len(head) >= self._max_bytes:
                         break
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-            reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            reason = (
+                "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+            )
             raise SourceImageError(reason) from exc
         raise SourceImageError("not a PNG, JPEG, GIF or WebP image")

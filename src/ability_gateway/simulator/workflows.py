@@ -147,7 +147,9 @@ class Workflow:
                     raise BadParameter(f"Missing required parameters: '{param.name}'")
                 continue
             values[param.name] = _coerce(param, value)
-        canonical = dumps({"workflow_id": self.workflow_id, "parameters": dict(sorted(values.items()))})
+        canonical = dumps(
+            {"workflow_id": self.workflow_id, "parameters": dict(sorted(values.items()))}
+        )
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         return Inputs(workflow_id=self.workflow_id, values=values, digest=digest)
 
@@ -237,9 +239,35 @@ _CAMERA = ("浅景深", "广角镜头", "85mm 人像镜头", "俯拍视角", "�
 _QUALITY = "细节丰富，8K 超高清，杰作，最佳画质"
 
 _TAGS: dict[str, tuple[str, ...]] = {
-    "主体": ("人物", "少女", "猫", "建筑", "风景", "美食", "汽车", "花卉", "鸟类", "城市", "帆船", "饮品"),
+    "主体": (
+        "人物",
+        "少女",
+        "猫",
+        "建筑",
+        "风景",
+        "美食",
+        "汽车",
+        "花卉",
+        "鸟类",
+        "城市",
+        "帆船",
+        "饮品",
+    ),
     "风格": ("写实", "插画", "国风", "赛博朋克", "日系", "油画", "水彩", "极简", "复古", "动漫"),
-    "颜色": ("红色", "橙色", "黄色", "绿色", "青色", "蓝色", "紫色", "粉色", "白色", "黑色", "金色", "灰色"),
+    "颜色": (
+        "红色",
+        "橙色",
+        "黄色",
+        "绿色",
+        "青色",
+        "蓝色",
+        "紫色",
+        "粉色",
+        "白色",
+        "黑色",
+        "金色",
+        "灰色",
+    ),
     "场景": ("室内", "户外", "海边", "山林", "街道", "庭院", "摄影棚", "夜景", "雪景", "田野"),
     "光线": ("自然光", "逆光", "侧光", "柔光", "霓虹光", "顶光"),
     "构图": ("居中构图", "三分法构图", "对称构图", "引导线构图", "留白构图", "特写"),
@@ -247,7 +275,16 @@ _TAGS: dict[str, tuple[str, ...]] = {
     "用途": ("海报", "壁纸", "电商主图", "社交媒体", "插画素材", "包装设计"),
 }
 _SMALL_TAGS = {"主体": 2, "风格": 1, "颜色": 3}
-_LARGE_TAGS = {"主体": 3, "场景": 2, "风格": 2, "颜色": 4, "光线": 1, "构图": 1, "情绪": 2, "用途": 2}
+_LARGE_TAGS = {
+    "主体": 3,
+    "场景": 2,
+    "风格": 2,
+    "颜色": 4,
+    "光线": 1,
+    "构图": 1,
+    "情绪": 2,
+    "用途": 2,
+}
 
 
 def _orientation(width: int, height: int) -> str:
@@ -279,7 +316,9 @@ async def _prompt_extract(inputs: Inputs, context: RunContext) -> Outcome:
     if wish:
         parts.insert(0, wish)
     prompt = "，".join(parts)
-    usage = Usage(input_count=rng.randint(1200, 2600), output_count=len(prompt) + rng.randint(40, 120))
+    usage = Usage(
+        input_count=rng.randint(1200, 2600), output_count=len(prompt) + rng.randint(40, 120)
+    )
     return Outcome({"output": prompt}, usage)
 
 
@@ -289,7 +328,9 @@ def _tagger(counts: Mapping[str, int], input_range: tuple[int, int]) -> Behaviou
         rng = inputs.rng()
         tags = {category: rng.sample(_TAGS[category], k) for category, k in counts.items()}
         text = dumps(tags)
-        usage = Usage(input_count=rng.randint(*input_range), output_count=len(text) + rng.randint(10, 60))
+        usage = Usage(
+            input_count=rng.randint(*input_range), output_count=len(text) + rng.randint(10, 60)
+        )
         return Outcome({"output": text}, usage)
 
     return tag

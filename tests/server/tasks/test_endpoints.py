@@ -206,11 +206,11 @@ async def test_json_is_accepted_without_a_json_content_type(
 
 
 def assert_error(
-    response: httpx.Response, status: int, code: int | None = None, **fields: Any
+    response: httpx.Response, http_status: int, code: int | None = None, **fields: Any
 ) -> dict[str, Any]:
-    assert response.status_code == status, response.text
+    assert response.status_code == http_status, response.text
     body: dict[str, Any] = response.json()
-    assert body["code"] == (status if code is None else code)
+    assert body["code"] == (http_status if code is None else code)
     assert isinstance(body["message"], str)
     assert body["message"]
     assert body["requestId"] == response.headers["x-request-id"]

@@ -1,0 +1,473 @@
+"""The simulator's HTTP application: Coze's workflow endpoints plus the files it hands out.
+
+Routes::
+
+    POST /v1/workflow/run                                      run a workflow (sync or is_async)
+    GET  /v1/workflows/{workflow_id}/run_histories/{execute_id} a run's record (poll async runs)
+    GET  /files/{width}x{height}/{name}.png                    a generated image (see files.py)
+    GET  /files/samples/{sample}.png                           a sample source image
+    GET  /healthz                                              {"status": "ok"}
+
+Knobs (:class:`SimulatorConfig`):
+
+* ``tokens``: accepted Bearer tokens; anything else is ``4100 authentication is invalid``.
+* ``latency_ms``: every run request (sync run or async submit) waits this long before answering,
+  with ``asyncio.sleep`` so thousands of requests can wait at once.
+* ``fail_rate``: the share of runs that fail with ``720701013`` ("server issues"), decided by a
+  ``random.Random(seed)`` draw per run in arrival order, so a given seed replays the same sequence.
+  A failing sync run answers the error; a failing async run is submitted fine and its history
+  turns ``Fail``.
+* ``job_seconds``: how long the external generation jobs take (see jobs.py).
+* ``public_url``: the base of returned file URLs; by default the origin the request came in on,
+  so whoever called can fetch them.
+
+An async run stays ``Running`` for ``max(latency_ms / 1000, 0.2)`` seconds after its submit is
+answered, then executes: the 0.2 s floor keeps the ``Running`` state observable even with no latency
+configured, which is what a poller must be tested against.
+
+Every response carries ``X-Tt-Logid`` (and JSON bodies repeat it as ``detail.logid``); business
+errors are HTTP 200 with a non-zero ``code``, as in the cloud API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import sys
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from yarl import URL
+
+from ability_gateway.simulator.files import generated_path, parse_file_path
+from ability_gateway.simulator.jobs import JobRegistry
+from ability_gateway.simulator.png import render_png
+from ability_gateway.simulator.protocol import (
+    CODE_AUTH_INVALID,
+    CODE_BAD_PARAMETER,
+    CODE_EXECUTE_FAILED,
+    CODE_RECORD_NOT_FOUND,
+    CODE_WORKFLOW_NOT_FOUND,
+    MSG_AUTH_INVALID,
+    MSG_RECORD_NOT_FOUND,
+    MSG_SERVER_ISSUES,
+    MSG_WORKFLOW_ID_NOT_POSITIVE,
+    MSG_WORKFLOW_NOT_FOUND,
+    ExecuteIdFactory,
+    dumps,
+    new_logid,
+)
+from ability_gateway.simulator.runs import RUN_MODE_ASYNC, RUN_MODE_SYNC, RunRecord, RunStore
+from ability_gateway.simulator.sources import SourceImageError, SourceImages
+from ability_gateway.simulator.workflows import (
+    WORKFLOWS,
+    BadParameter,
+    Inputs,
+    Workflow,
+    WorkflowFailure,
+)
+
+__all__ = ["SimulatorConfig", "create_app", "serve"]
+
+logger = logging.getLogger(__name__)
+
+MIN_ASYNC_SECONDS = 0.2
+"""Shortest time an async run stays ``Running`` (see the module docstring)."""
+_MAX_REQUEST_BYTES = 20 * 1024 * 1024  # Coze's documented request size limit for workflow APIs
+_RENDER_IN_THREAD_PIXELS = 1_000_000  # bigger images are encoded off the event loop
+_JSON = "application/json; charset=utf-8"
+_FILE_CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """How the simulator behaves; see the module docstring for each knob."""
+
+    tokens: tuple[str, ...] = ("pat_simulator",)
+    latency_ms: float = 0.0
+    fail_rate: float = 0.0
+    seed: int = 0
+    job_seconds: float = 5.0
+    public_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.tokens:
+            raise ValueError("at least one accepted token is required")
+        if self.latency_ms < 0:
+            raise ValueError("latency_ms must not be negative")
+        if not 0.0 <= self.fail_rate <= 1.0:
+            raise ValueError("fail_rate must be between 0 and 1")
+        if self.job_seconds < 0:
+            raise ValueError("job_seconds must not be negative")
+        if self.public_url is not None:
+            url = URL(self.public_url)
+            if url.scheme not in ("http", "https") or not url.host:
+                raise ValueError(
+                    f"public_url must be an absolute http(s) URL, got {self.public_url!r}"
+                )
+
+
+class _Simulator:
+    """The process-wide state behind the routes: runs, jobs, fault draws, background runs."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.latency_seconds = config.latency_ms / 1000.0
+        self.runs = RunStore()
+        self.jobs = JobRegistry(config.job_seconds)
+        self.sources = SourceImages()
+        self.execute_ids = ExecuteIdFactory()
+        self.public_base = config.public_url.rstrip("/") if config.public_url else None
+        self.public_origin = str(URL(config.public_url).origin()) if config.public_url else None
+        self._faults = random.Random(config.seed)
+        # Coze reports the token owner as connector_uid when ext.user_id is absent; derive a stable
+        # 16-digit "user id" per accepted token.
+        self._token_uids = {
+            token: str(int(hashlib.sha256(token.encode()).hexdigest(), 16) % 10**16).zfill(16)
+            for token in config.tokens
+        }
+        self._background: set[asyncio.Task[None]] = set()
+
+    def owner_of(self, request: web.Request) -> str | None:
+        """The connector uid of the request's Bearer token, or ``None`` if it is not accepted."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return self._token_uids.get(token.strip())
+
+    def draw_failure(self) -> bool:
+        return self._faults.random() < self.config.fail_rate
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        # Keep a reference: the event loop holds tasks only weakly.
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def stop(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _RunContext:
+    """A run's view of the simulator (implements ``workflows.RunContext``)."""
+
+    jobs: JobRegistry
+    sources: SourceImages
+    base_url: str
+    own_origins: frozenset[str]
+
+    async def image_size(self, url: str) -> tuple[int, int]:
+        try:
+            return await self.sources.size(url, self.own_origins)
+        except SourceImageError as exc:
+            raise WorkflowFailure(f"failed to download image from url {url}: {exc}") from exc
+
+    def file_url(self, width: int, height: int, name: str) -> str:
+        return self.base_url + generated_path(width, height, name)
+
+
+_SIMULATOR = web.AppKey("simulator", _Simulator)
+
+
+# --------------------------------------------------------------------------------------------
+# Envelope helpers.
+
+
+def _reply(request: web.Request, body: dict[str, Any]) -> web.Response:
+    body["detail"] = {"logid": request["logid"]}
+    return web.Response(body=orjson.dumps(body), headers={"Content-Type": _JSON})
+
+
+def _error(request: web.Request, code: int, msg: str) -> web.Response:
+    return _reply(request, {"code": code, "msg": msg})
+
+
+@web.middleware
+async def _logid_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every request a log id and every response the ``X-Tt-Logid`` header."""
+    logid = new_logid()
+    request["logid"] = logid
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers["X-Tt-Logid"] = logid
+        raise
+    response.headers["X-Tt-Logid"] = logid
+    return response
+
+
+# --------------------------------------------------------------------------------------------
+# Request parsing.
+
+
+@dataclass(frozen=True, slots=True)
+class _RunRequest:
+    workflow: Workflow
+    inputs: Inputs
+    is_async: bool
+    bot_id: str
+    user_id: str | None
+
+
+class _NotFound(Exception):
+    """The workflow id is well-formed but no such workflow is published (4200)."""
+
+
+def _parse_workflow_id(value: Any) -> str:
+    # Coze's backend reads the id as an int64: absent or 0 trips the "> 0" check, junk is invalid.
+    if value is None or value == "":
+        raise BadParameter(MSG_WORKFLOW_ID_NOT_POSITIVE)
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.removeprefix("-").isdigit():
+            number = int(text)
+    if number is None:
+        raise BadParameter("The parameter workflow_id is invalid. Please check your input.")
+    if number <= 0:
+        raise BadParameter(MSG_WORKFLOW_ID_NOT_POSITIVE)
+    return str(number)
+
+
+def _parse_parameters(value: Any) -> dict[str, Any]:
+    """``parameters`` may be an object or a JSON string of one (reference §2: accept both)."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        if not value.strip():
+            return {}
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise BadParameter(
+                "The parameter parameters is not a valid JSON string. Please check your input."
+            ) from exc
+    if not isinstance(value, dict):
+        raise BadParameter(
+            "The parameter parameters must be a JSON object. Please check your input."
+        )
+    return value
+
+
+def _optional_id(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise BadParameter(f"The parameter {name} is invalid. Please check your input.")
+    return str(value)
+
+
+def _parse_run_request(raw: bytes) -> _RunRequest:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadParameter("The request body is not valid JSON. Please check your input.") from exc
+    if not isinstance(body, dict):
+        raise BadParameter("The request body must be a JSON object. Please check your input.")
+    workflow_id = _parse_workflow_id(body.get("workflow_id"))
+    bot_id = _optional_id(body, "bot_id")
+    app_id = _optional_id(body, "app_id")
+    if bot_id and app_id:
+        raise BadParameter(
+            "bot_id and app_id cannot be specified at the same time. Please check your input."
+        )
+    is_async = body.get("is_async", False)
+    if is_async is None:
+        is_async = False
+    if not isinstance(is_async, bool):
+        raise BadParameter("The parameter is_async must be a boolean. Please check your input.")
+    ext = body.get("ext")
+    if ext is not None and not isinstance(ext, dict):
+        raise BadParameter("The parameter ext must be a map of strings. Please check your input.")
+    user_id = ext.get("user_id") if ext else None
+    parameters = _parse_parameters(body.get("parameters"))
+    workflow = WORKFLOWS.get(workflow_id)
+    if workflow is None:
+        raise _NotFound(workflow_id)
+    return _RunRequest(
+        workflow=workflow,
+        inputs=workflow.bind(parameters),
+        is_async=is_async,
+        bot_id=bot_id or "0",
+        user_id=str(user_id) if user_id not in (None, "") else None,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Handlers.
+
+
+async def run_workflow(request: web.Request) -> web.Response:
+    """``POST /v1/workflow/run``: the sync run, or the submit of an async one."""
+    sim = request.app[_SIMULATOR]
+    owner = sim.owner_of(request)
+    if owner is None:
+        return _error(request, CODE_AUTH_INVALID, MSG_AUTH_INVALID)
+    try:
+        run = _parse_run_request(await request.read())
+    except BadParameter as exc:
+        return _error(request, CODE_BAD_PARAMETER, str(exc))
+    except _NotFound:
+        return _error(request, CODE_WORKFLOW_NOT_FOUND, MSG_WORKFLOW_NOT_FOUND)
+
+    if sim.latency_seconds > 0:
+        await asyncio.sleep(sim.latency_seconds)
+    fails = sim.draw_failure()
+    record = sim.runs.start(
+        execute_id=sim.execute_ids(),
+        workflow_id=run.workflow.workflow_id,
+        run_mode=RUN_MODE_ASYNC if run.is_async else RUN_MODE_SYNC,
+        logid=request["logid"],
+        connector_uid=run.user_id or owner,
+        bot_id=run.bot_id,
+    )
+    origin = str(request.url.origin())
+    context = _RunContext(
+        jobs=sim.jobs,
+        sources=sim.sources,
+        base_url=sim.public_base or origin,
+        own_origins=frozenset(o for o in (origin, sim.public_origin) if o),
+    )
+
+    if run.is_async:
+        sim.spawn(_finish_async_run(sim, run, context, record, fails))
+        return _reply(
+            request,
+            {
+                "code": 0,
+                "msg": "Success",
+                "execute_id": record.execute_id,
+                "debug_url": record.debug_url,
+            },
+        )
+
+    if fails:
+        sim.runs.fail(record, CODE_EXECUTE_FAILED, MSG_SERVER_ISSUES)
+        return _failure(request, record, MSG_SERVER_ISSUES)
+    try:
+        outcome = await run.workflow.run(run.inputs, context)
+    except WorkflowFailure as exc:
+        sim.runs.fail(record, CODE_EXECUTE_FAILED, exc.message)
+        return _failure(request, record, exc.message)
+    sim.runs.succeed(record, outcome.end_vars, outcome.usage)
+    return _reply(
+        request,
+        {
+            "code": 0,
+            "msg": "",
+            "data": dumps(outcome.end_vars),
+            "execute_id": record.execute_id,
+            "debug_url": record.debug_url,
+            "usage": outcome.usage.as_dict(),
+        },
+    )
+
+
+def _failure(request: web.Request, record: RunRecord, msg: str) -> web.Response:
+    # The cloud's failed-run body: code, msg and the trace link, no data.
+    return _reply(request, {"code": CODE_EXECUTE_FAILED, "msg": msg, "debug_url": record.debug_url})
+
+
+async def _finish_async_run(
+    sim: _Simulator, run: _RunRequest, context: _RunContext, record: RunRecord, fails: bool
+) -> None:
+    await asyncio.sleep(max(sim.latency_seconds, MIN_ASYNC_SECONDS))
+    if fails:
+        sim.runs.fail(record, CODE_EXECUTE_FAILED, MSG_SERVER_ISSUES)
+        return
+    try:
+        outcome = await run.workflow.run(run.inputs, context)
+    except WorkflowFailure as exc:
+        sim.runs.fail(record, CODE_EXECUTE_FAILED, exc.message)
+    except Exception:
+        # Nothing may leave a run Running forever: an unexpected error still ends it, visibly.
+        logger.exception("async run %s crashed", record.execute_id)
+        sim.runs.fail(record, CODE_EXECUTE_FAILED, "Workflow execution failure: internal error")
+    else:
+        sim.runs.succeed(record, outcome.end_vars, outcome.usage)
+
+
+async def get_run_history(request: web.Request) -> web.Response:
+    """``GET /v1/workflows/{workflow_id}/run_histories/{execute_id}``."""
+    sim = request.app[_SIMULATOR]
+    if sim.owner_of(request) is None:
+        return _error(request, CODE_AUTH_INVALID, MSG_AUTH_INVALID)
+    record = sim.runs.get(request.match_info["execute_id"])
+    if record is None or record.workflow_id != request.match_info["workflow_id"]:
+        return _error(request, CODE_RECORD_NOT_FOUND, MSG_RECORD_NOT_FOUND)
+    return _reply(request, {"code": 0, "msg": "", "data": [record.history_item()]})
+
+
+async def get_file(request: web.Request) -> web.Response:
+    """``GET /files/...``: a generated or sample PNG (see files.py for the scheme)."""
+    ref = parse_file_path(request.path)
+    if ref is None:
+        raise web.HTTPNotFound(text="no such file")
+    etag = f'"{ref.width}x{ref.height}-{ref.seed:016x}"'
+    headers = {"Cache-Control": _FILE_CACHE_CONTROL, "ETag": etag}
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    if ref.width * ref.height > _RENDER_IN_THREAD_PIXELS:
+        body = await asyncio.to_thread(render_png, ref.width, ref.height, ref.seed)
+    else:
+        body = render_png(ref.width, ref.height, ref.seed)
+    return web.Response(body=body, content_type="image/png", headers=headers)
+
+
+async def get_health(_request: web.Request) -> web.Response:
+    """``GET /healthz``: readiness for tests and process managers."""
+    return web.Response(body=b'{"status":"ok"}', headers={"Content-Type": _JSON})
+
+
+# --------------------------------------------------------------------------------------------
+# Assembly.
+
+
+def create_app(config: SimulatorConfig | None = None) -> web.Application:
+    """Build the simulator application (start it with :func:`serve` or any aiohttp runner)."""
+    sim = _Simulator(config or SimulatorConfig())
+    app = web.Application(middlewares=[_logid_middleware], client_max_size=_MAX_REQUEST_BYTES)
+    app[_SIMULATOR] = sim
+
+    async def lifespan(_app: web.Application) -> AsyncIterator[None]:
+        await sim.sources.start()
+        yield
+        await sim.stop()
+        await sim.sources.close()
+
+    app.cleanup_ctx.append(lifespan)
+    app.router.add_post("/v1/workflow/run", run_workflow)
+    app.router.add_get("/v1/workflows/{workflow_id}/run_histories/{execute_id}", get_run_history)
+    app.router.add_get("/files/{path:.+}", get_file)
+    app.router.add_get("/healthz", get_health)
+    return app
+
+
+def serve(host: str, port: int, config: SimulatorConfig | None = None) -> None:
+    """Run the simulator until SIGINT or SIGTERM, then shut down cleanly (exit status 0)."""
+
+    def announce(_message: str) -> None:
+        sys.stdout.write(f"Coze simulator listening on http://{host}:{port}\n")
+        sys.stdout.flush()
+
+    web.run_app(
+        create_app(config),
+        host=host,
+        port=port,
+        access_log=None,
+        print=announce,
+        shutdown_timeout=2.0,
+        handle_signals=True,
+    )
