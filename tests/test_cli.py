@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -56,6 +57,12 @@ def test_revoked_token_is_refused_by_a_running_server(live_gateway: LiveGateway)
     headers = {"Authorization": f"Bearer {created['token']}"}
     assert httpx.get(f"{live_gateway.url}/api/abilities", headers=headers).status_code == 200
     assert cli("token", "revoke", created["id"], env=live_gateway.env).returncode == 0
-    response = httpx.get(f"{live_gateway.url}/api/abilities", headers=headers)
+    # The server remembers valid tokens for GATEWAY_AUTH_CACHE_SECONDS (2 s by default).
+    deadline = time.monotonic() + 10
+    while True:
+        response = httpx.get(f"{live_gateway.url}/api/abilities", headers=headers)
+        if response.status_code != 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert response.status_code == 401
     assert response.json()["code"] == 401

@@ -1,50 +1,80 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from ability_gateway.server.db import Database, db_now_ms
 
 
-async def test_concurrent_read_modify_write_loses_no_update(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
+    await database.run_write(
+        lambda conn: conn.execute(text("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER)"))
+    )
+    await database.run_write(lambda conn: conn.execute(text("INSERT INTO counter VALUES (1, 0)")))
+    yield database
+    await database.dispose()
+
+
+def increment(conn: Connection) -> int:
+    n = int(conn.execute(text("SELECT n FROM counter WHERE id = 1")).scalar_one())
+    conn.execute(text("UPDATE counter SET n = :n WHERE id = 1"), {"n": n + 1})
+    return n + 1
+
+
+async def read_counter(db: Database) -> int:
+    async with db.read() as conn:
+        return int((await conn.execute(text("SELECT n FROM counter WHERE id = 1"))).scalar_one())
+
+
+async def test_concurrent_read_modify_write_loses_no_update(db: Database) -> None:
+    results = await asyncio.gather(*(db.run_write(increment) for _ in range(200)))
+    assert sorted(results) == list(range(1, 201))
+    assert await read_counter(db) == 200
+
+
+async def test_a_failing_write_fails_alone_and_its_batch_mates_commit(db: Database) -> None:
+    def duplicate(conn: Connection) -> None:
+        conn.execute(text("INSERT INTO counter VALUES (1, 99)"))
+
+    outcomes = await asyncio.gather(
+        *(db.run_write(increment) for _ in range(20)),
+        db.run_write(duplicate),
+        *(db.run_write(increment) for _ in range(20)),
+        return_exceptions=True,
+    )
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(failures) == 1
+    assert isinstance(failures[0], IntegrityError)
+    assert await read_counter(db) == 40
+
+
+async def test_writes_from_another_process_wait_instead_of_failing(
+    db: Database, tmp_path: Path
+) -> None:
+    other = Database(f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
     try:
-        async with db.write() as conn:
-            await conn.execute(text("CREATE TABLE counter (n INTEGER NOT NULL)"))
-            await conn.execute(text("INSERT INTO counter VALUES (0)"))
-
-        async def increment() -> None:
-            async with db.write() as conn:
-                n = (await conn.execute(text("SELECT n FROM counter"))).scalar_one()
-                await asyncio.sleep(0)
-                await conn.execute(text("UPDATE counter SET n = :n"), {"n": n + 1})
-
-        await asyncio.gather(*(increment() for _ in range(50)))
-        async with db.read() as conn:
-            assert (await conn.execute(text("SELECT n FROM counter"))).scalar_one() == 50
+        await asyncio.gather(*(d.run_write(increment) for d in [db, other] * 25))
     finally:
-        await db.dispose()
+        await other.dispose()
+    assert await read_counter(db) == 50
 
 
-async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
-    try:
-        async with db.read() as conn:
-            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar_one() == "wal"
-            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one() == 30000
-    finally:
-        await db.dispose()
+async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(db: Database) -> None:
+    async with db.read() as conn:
+        assert (await conn.execute(text("PRAGMA journal_mode"))).scalar_one() == "wal"
+        assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar_one() == 30000
 
 
-async def test_database_clock_is_epoch_milliseconds(tmp_path: Path) -> None:
-    import time
-
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 't.db'}")
-    try:
-        async with db.read() as conn:
-            now = (await conn.execute(db_now_ms().select())).scalar_one()
-        assert abs(now - time.time() * 1000) < 5_000
-    finally:
-        await db.dispose()
+async def test_database_clock_is_epoch_milliseconds(db: Database) -> None:
+    async with db.read() as conn:
+        now = (await conn.execute(db_now_ms().select())).scalar_one()
+    assert abs(now - time.time() * 1000) < 5_000

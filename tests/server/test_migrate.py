@@ -23,7 +23,7 @@ async def test_migrations_create_every_table_and_match_the_models(tmp_path: Path
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
             return tables, diff
 
-        async with db.writer.connect() as conn:
+        async with db.read() as conn:
             tables, diff = await conn.run_sync(check)
         assert {"tokens", "tasks", "call_logs", "alembic_version"} <= tables
         assert diff == []

@@ -6,6 +6,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -39,6 +40,7 @@ from .conftest import (
 )
 from .pngcheck import check_png
 
+BEIJING = timezone(timedelta(hours=8))
 LOGID = re.compile(r"^20\d{12}[0-9A-F]{20}$")
 SERVER_ISSUES = (
     "We're currently experiencing server issues. Please try your request again after a short "
@@ -177,8 +179,8 @@ def test_logid_header_is_34_chars_of_beijing_time_and_hex(http: httpx.Client) ->
     logid = response.headers["X-Tt-Logid"]
     assert LOGID.match(logid)
     assert len(logid) == 34
-    beijing = time.strftime("%Y%m%d%H", time.gmtime(time.time() + 8 * 3600))
-    assert logid[:10] == beijing or abs(int(logid[:10]) - int(beijing)) <= 1
+    stamped = datetime.strptime(logid[:14], "%Y%m%d%H%M%S").replace(tzinfo=BEIJING)
+    assert abs((stamped - datetime.now(BEIJING)).total_seconds()) < 300
     assert response.json() == {"status": "ok"}
 
 

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from ability_gateway import __version__
 from ability_gateway.server.abilities.catalog import Catalog
 from ability_gateway.server.abilities.endpoints import router as abilities_router
+from ability_gateway.server.auth.service import TokenCache
 from ability_gateway.server.config import Settings, get_settings
 from ability_gateway.server.db import Database
 from ability_gateway.server.errors import install_error_handlers
@@ -59,7 +60,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await upgrade_to_head(db)
         executors = ExecutorRegistry.from_settings(settings)
         app.state.gateway = GatewayState(
-            settings=settings, db=db, catalog=catalog, executors=executors
+            settings=settings,
+            db=db,
+            catalog=catalog,
+            executors=executors,
+            token_cache=TokenCache(settings.auth_cache_seconds),
         )
         logger.info(
             "gateway ready: %d abilities, database %s",

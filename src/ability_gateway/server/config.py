@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     coze_retry_backoff_seconds: float = Field(
         0.5, ge=0, description="First retry delay; doubles on each further retry."
     )
+    auth_cache_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="How long a valid token is remembered in-process (revocation delay).",
+    )
     log_level: str = Field("INFO", description="Root log level.")
     access_log: bool = Field(False, description="Log every HTTP request (uvicorn access log).")
 

@@ -21,7 +21,7 @@ async def get_current_token(
     gateway: Gateway,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
-    return await authenticate(gateway.db, authorization)
+    return await authenticate(gateway.db, gateway.token_cache, authorization)
 
 
 CurrentToken = Annotated[Principal, Depends(get_current_token)]

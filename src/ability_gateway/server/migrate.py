@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from importlib import resources
 
 from alembic import command
@@ -21,14 +22,24 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
+def _upgrade(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
 async def upgrade_to_head(database: Database) -> None:
-    """Bring the schema up to date on the database's writer connection."""
+    """Bring the schema up to date (before the database serves anything else)."""
+    if database.sync_writer is not None:
+        engine = database.sync_writer
 
-    def _upgrade(connection: Connection) -> None:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        def run() -> None:
+            with engine.connect() as conn:
+                _upgrade(conn)
+                conn.commit()
 
-    async with database.writer.connect() as conn:
+        await asyncio.to_thread(run)
+        return
+    async with database.reader.connect() as conn:
         await conn.run_sync(_upgrade)
         await conn.commit()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ability_gateway.server.abilities.catalog import Catalog
+from ability_gateway.server.auth.service import TokenCache
 from ability_gateway.server.config import Settings
 from ability_gateway.server.db import Database
 from ability_gateway.server.executors.registry import ExecutorRegistry
@@ -16,3 +17,4 @@ class GatewayState:
     db: Database
     catalog: Catalog
     executors: ExecutorRegistry
+    token_cache: TokenCache

@@ -59,6 +59,7 @@ async def test_revoked_token_is_401(client: httpx.AsyncClient, gateway: GatewayS
     headers = {"Authorization": f"Bearer {created.token}"}
     assert (await client.get("/api/abilities", headers=headers)).status_code == 200
     assert await revoke_token(gateway.db, created.id)
+    gateway.token_cache.clear()
     response = await client.get("/api/abilities", headers=headers)
     assert response.status_code == 401
     assert response.json()["message"] == "Invalid, revoked or expired token"
@@ -69,10 +70,26 @@ async def test_expired_token_is_401(client: httpx.AsyncClient, gateway: GatewayS
     created = await create_token(gateway.db, "expiring", expires_in_days=1)
     headers = {"Authorization": f"Bearer {created.token}"}
     assert (await client.get("/api/abilities", headers=headers)).status_code == 200
-    async with gateway.db.write() as conn:
-        await conn.execute(
+    await gateway.db.run_write(
+        lambda conn: conn.execute(
             update(tokens).where(tokens.c.id == created.id).values(expires_at=tokens.c.created_at)
         )
+    )
+    gateway.token_cache.clear()  # as if the cache entry had aged out
     response = await client.get("/api/abilities", headers=headers)
     assert response.status_code == 401
     assert response.json()["code"] == 401
+
+
+async def test_valid_token_is_cached_for_the_configured_time(
+    client: httpx.AsyncClient, gateway: GatewayState
+) -> None:
+    created = await create_token(gateway.db, "cached")
+    headers = {"Authorization": f"Bearer {created.token}"}
+    assert (await client.get("/api/abilities", headers=headers)).status_code == 200
+    assert await revoke_token(gateway.db, created.id)
+    # Within the cache time the revocation is not seen yet; after it, it is.
+    assert (await client.get("/api/abilities", headers=headers)).status_code == 200
+    gateway.token_cache.ttl = 0
+    gateway.token_cache.clear()
+    assert (await client.get("/api/abilities", headers=headers)).status_code == 401

@@ -3,6 +3,10 @@
 A token is ``agw_`` + 43 URL-safe characters (256 random bits). Only its
 SHA-256 is stored: with that much entropy a slow hash adds nothing. Each token
 also gets a ``whsec_`` secret that signs its callbacks (Standard Webhooks).
+
+A valid token is remembered in-process for ``GATEWAY_AUTH_CACHE_SECONDS`` (a
+database read per request would be the hot path's biggest cost), so a
+revocation or expiry made elsewhere takes effect within that time.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ import base64
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ability_gateway.server.auth import repository
@@ -23,6 +29,7 @@ TOKEN_PREFIX = "agw_"
 TOKEN_RE = re.compile(r"^agw_[A-Za-z0-9_-]{43}$")
 SCOPE_ABILITIES = "abilities"
 SCOPE_ADMIN = "admin"
+MAX_CACHED_TOKENS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,35 @@ class CreatedToken:
     expires_at: int | None
 
 
+class TokenCache:
+    """Valid tokens seen recently: hash -> (principal, valid until, expires at)."""
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self.ttl = ttl_seconds
+        self._entries: dict[str, tuple[Principal, float, float | None]] = {}
+
+    def get(self, token_hash: str) -> Principal | None:
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        principal, valid_until, expires_at = entry
+        now = time.monotonic()
+        if now >= valid_until or (expires_at is not None and time.time() * 1000 >= expires_at):
+            del self._entries[token_hash]
+            return None
+        return principal
+
+    def put(self, token_hash: str, principal: Principal, expires_at: int | None) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= MAX_CACHED_TOKENS:
+            self._entries.clear()
+        self._entries[token_hash] = (principal, time.monotonic() + self.ttl, expires_at)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -59,22 +95,18 @@ async def create_token(
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     scopes = [SCOPE_ABILITIES, SCOPE_ADMIN] if admin else [SCOPE_ABILITIES]
     token_id = new_id("tok")
-    async with db.write() as conn:
-        expires_at = None
-        if expires_in_days is not None:
-            expires_at = await repository.db_now(conn) + int(expires_in_days * 86_400_000)
-        await repository.insert_token(
-            conn,
-            {
-                "id": token_id,
-                "name": name,
-                "token_hash": hash_token(token),
-                "token_prefix": token[:10],
-                "scopes": scopes,
-                "callback_secret": secret,
-                "expires_at": expires_at,
-            },
-        )
+    values = {
+        "id": token_id,
+        "name": name,
+        "token_hash": hash_token(token),
+        "token_prefix": token[:10],
+        "scopes": scopes,
+        "callback_secret": secret,
+    }
+    expires_in_ms = None if expires_in_days is None else int(expires_in_days * 86_400_000)
+    expires_at = await db.run_write(
+        partial(repository.insert_token, values=values, expires_in_ms=expires_in_ms)
+    )
     return CreatedToken(token_id, name, token, secret, scopes, expires_at)
 
 
@@ -85,8 +117,7 @@ async def list_tokens(db: Database) -> list[dict[str, Any]]:
 
 
 async def revoke_token(db: Database, token_id: str) -> bool:
-    async with db.write() as conn:
-        return await repository.revoke(conn, token_id)
+    return await db.run_write(partial(repository.revoke, token_id=token_id))
 
 
 def parse_bearer(authorization: str | None) -> str:
@@ -101,11 +132,16 @@ def parse_bearer(authorization: str | None) -> str:
     return token
 
 
-async def authenticate(db: Database, authorization: str | None) -> Principal:
-    token = parse_bearer(authorization)
+async def authenticate(db: Database, cache: TokenCache, authorization: str | None) -> Principal:
+    token_hash = hash_token(parse_bearer(authorization))
+    principal = cache.get(token_hash)
+    if principal is not None:
+        return principal
     async with db.read() as conn:
-        row = await repository.find_active_by_hash(conn, hash_token(token))
+        row = await repository.find_active_by_hash(conn, token_hash)
     if row is None:
         # One message for unknown, revoked and expired: don't help a guesser.
         raise Unauthorized("Invalid, revoked or expired token")
-    return Principal(token_id=row["id"], name=row["name"], scopes=frozenset(row["scopes"]))
+    principal = Principal(token_id=row["id"], name=row["name"], scopes=frozenset(row["scopes"]))
+    cache.put(token_hash, principal, row["expires_at"])
+    return principal

@@ -15,9 +15,11 @@ import asyncio
 import re
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
+from sqlalchemy.engine import Connection
 
 from ability_gateway.server.abilities.catalog import AbilityDefinition
 from ability_gateway.server.abilities.validation import build_parameters, is_http_url
@@ -131,10 +133,10 @@ async def invoke(
     executor = gateway.executors.choose(body.executorId)
 
     task_id = new_id("task")
-    async with gateway.db.write() as conn:
-        await repository.insert_task(
-            conn,
-            {
+    await gateway.db.run_write(
+        partial(
+            repository.insert_task,
+            values={
                 "id": task_id,
                 "token_id": principal.token_id,
                 "ability_id": ability.id,
@@ -147,6 +149,7 @@ async def invoke(
                 "callback_headers": body.callbackHeaders,
             },
         )
+    )
 
     loop = asyncio.get_running_loop()
     outcome = await executor.run_workflow(
@@ -214,11 +217,10 @@ async def _finish(
             "message": (last.error if last else None) or "Coze could not be reached",
         }
 
-    async with gateway.db.write() as conn:
-        log_id = await repository.insert_call_logs(conn, task_id, executor_id, outcome.calls)
-        if error_payload is not None:
-            error_payload["logId"] = log_id
-        await repository.finish_task(
+    def record(conn: Connection) -> int | None:
+        log_id = repository.insert_call_logs(conn, task_id, executor_id, outcome.calls)
+        error = None if error_payload is None else {**error_payload, "logId": log_id}
+        repository.finish_task(
             conn,
             task_id,
             {
@@ -226,10 +228,15 @@ async def _finish(
                 "log_id": log_id,
                 "execute_id": execute_id,
                 "result_payload": result_payload,
-                "error_payload": error_payload,
+                "error_payload": error,
                 "duration_ms": duration_ms,
             },
         )
+        return log_id
+
+    log_id = await gateway.db.run_write(record)
+    if error_payload is not None:
+        error_payload["logId"] = log_id
 
     if error_payload is not None:
         extra = {
