@@ -111,7 +111,9 @@ def _run_server(settings: Settings, host: str, port: int, on_ready: str | None =
             print(on_ready, flush=True)
         await task
 
-    asyncio.run(serve())
+    import uvloop
+
+    uvloop.run(serve())
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,6 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             executors=executors,
             token_cache=TokenCache(settings.auth_cache_seconds),
         )
+        # Everything allocated so far lives as long as the process: keep it out of the
+        # collector's generations, so collections stay short (they are the p99 spikes).
+        gc.collect()
+        gc.freeze()
         logger.info(
             "gateway ready: %d abilities, database %s",
             len(catalog.all()),
@@ -74,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.gateway.drain(timeout=settings.shutdown_grace_seconds)
             await executors.close()
             await db.dispose()
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a valid token is remembered in-process (revocation delay).",
     )
+    shutdown_grace_seconds: float = Field(
+        30.0, ge=0, description="On shutdown, how long in-flight invocations may still run."
+    )
     log_level: str = Field("INFO", description="Root log level.")
     access_log: bool = Field(False, description="Log every HTTP request (uvicorn access log).")
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from ability_gateway.server.abilities.catalog import Catalog
 from ability_gateway.server.auth.service import TokenCache
 from ability_gateway.server.config import Settings
 from ability_gateway.server.db import Database
 from ability_gateway.server.executors.registry import ExecutorRegistry
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -18,3 +23,16 @@ class GatewayState:
     catalog: Catalog
     executors: ExecutorRegistry
     token_cache: TokenCache
+    inflight: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def track(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``coro`` as a task that outlives its request and is awaited at shutdown."""
+        task = asyncio.ensure_future(coro)
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+        return task
+
+    async def drain(self, timeout: float) -> None:
+        """Let in-flight work finish (graceful shutdown), up to ``timeout`` seconds."""
+        if self.inflight:
+            await asyncio.wait(set(self.inflight), timeout=timeout)

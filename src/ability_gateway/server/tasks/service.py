@@ -1,10 +1,12 @@
 """Invocations and tasks.
 
-A synchronous invocation is two short write transactions around one upstream run:
+A synchronous invocation is two short write transactions and one upstream run:
 
     accept:  validate -> INSERT task (running)                       [transaction 1]
-    run:     Coze /v1/workflow/run, retried on transient failures    [no transaction]
-    finish:  INSERT call log(s) + UPDATE task (terminal)             [transaction 2]
+    run:     Coze /v1/workflow/run, retried on transient failures    [no transaction,
+                                                                      concurrent with 1]
+    finish:  INSERT call log(s) + UPDATE task (terminal)             [transaction 2,
+                                                                      after both]
 
 Task states: queued -> running -> succeeded | failed | timeout | canceled.
 """
@@ -133,32 +135,50 @@ async def invoke(
     executor = gateway.executors.choose(body.executorId)
 
     task_id = new_id("task")
-    await gateway.db.run_write(
-        partial(
-            repository.insert_task,
-            values={
-                "id": task_id,
-                "token_id": principal.token_id,
-                "ability_id": ability.id,
-                "executor_id": executor.id,
-                "status": "running",
-                "request_id": request_id,
-                "inputs": parameters,
-                "client_metadata": body.metadata,
-                "callback_url": body.callbackUrl,
-                "callback_headers": body.callbackHeaders,
-            },
+    accept = asyncio.ensure_future(
+        gateway.db.run_write(
+            partial(
+                repository.insert_task,
+                values={
+                    "id": task_id,
+                    "token_id": principal.token_id,
+                    "ability_id": ability.id,
+                    "executor_id": executor.id,
+                    "status": "running",
+                    "request_id": request_id,
+                    "inputs": parameters,
+                    "client_metadata": body.metadata,
+                    "callback_url": body.callbackUrl,
+                    "callback_headers": body.callbackHeaders,
+                },
+            )
+        )
+    )
+    # The upstream call starts while the task row commits (a fraction of a millisecond,
+    # against tens of milliseconds upstream): the commit is off the latency path, and the
+    # result is only recorded, and answered, once the task row exists.
+    loop = asyncio.get_running_loop()
+    run = asyncio.ensure_future(
+        executor.run_workflow(
+            ability.workflow_id, parameters, deadline=loop.time() + ability.timeout_seconds
         )
     )
 
-    loop = asyncio.get_running_loop()
-    outcome = await executor.run_workflow(
-        ability.workflow_id, parameters, deadline=loop.time() + ability.timeout_seconds
-    )
-    duration_ms = int((time.perf_counter() - started) * 1000)
-    return await _finish(
-        gateway, ability, task_id, executor.id, body, request_id, outcome, duration_ms
-    )
+    async def complete() -> dict[str, Any]:
+        try:
+            await accept
+        except BaseException:
+            run.cancel()
+            raise
+        outcome = await run
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        return await _finish(
+            gateway, ability, task_id, executor.id, body, request_id, outcome, duration_ms
+        )
+
+    # A caller that hangs up does not stop the task: it still finishes and is recorded.
+    work = gateway.track(complete())
+    return await asyncio.shield(work)
 
 
 async def _finish(
