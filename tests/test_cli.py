@@ -66,3 +66,74 @@ def test_revoked_token_is_refused_by_a_running_server(live_gateway: LiveGateway)
         time.sleep(0.2)
     assert response.status_code == 401
     assert response.json()["code"] == 401
+
+
+def test_demo_serves_what_it_prints(tmp_path: Path) -> None:
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from tests.support import free_port
+
+    port, sim_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ability_gateway",
+            "demo",
+            "--port",
+            str(port),
+            "--sim-port",
+            str(sim_port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Ctrl-C stops both." in line:
+                break
+        out = "".join(lines)
+        token = re.search(r"token:\s+(agw_\S+)", out)
+        body = re.search(r"-d '(\{.*\})'", out)
+        assert token, out
+        assert body, out
+        assert f"http://127.0.0.1:{port}" in out
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/api/abilities/ability_coze_prompt_extract/invoke",
+            headers={
+                "Authorization": f"Bearer {token.group(1)}",
+                "Content-Type": "application/json",
+            },
+            content=body.group(1).encode(),
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "succeeded"
+        assert (tmp_path / "data" / "gateway.db").exists()
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    # Stopping the demo stops its simulator too.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{sim_port}/healthz", timeout=1)
+        except httpx.TransportError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the simulator outlived the demo")

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -265,6 +266,21 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id (t
     print(f"revoked {token_id}")
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _die_with_parent() -> None:
+    """In a child process: get SIGTERM when the parent dies, however it dies (Linux)."""
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 def _wait_http(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -301,8 +317,12 @@ def demo(
             host,
             "--port",
             str(sim_port),
-        ]
+        ],
+        preexec_fn=_die_with_parent,
     )
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; turning it into SystemExit
+    # lets the `finally` below stop the simulator too.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         _wait_http(f"{sim_url}/healthz", 30)
         created = asyncio.run(_token_create(settings, "demo", True, None))

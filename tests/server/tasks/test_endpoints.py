@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import re
 import struct
 from pathlib import Path
@@ -7,10 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from ability_gateway.server.app import create_app
 from ability_gateway.server.auth.service import create_token
 from ability_gateway.server.config import Settings
+from ability_gateway.server.models import tasks
 from ability_gateway.server.state import GatewayState
 from tests.conftest import make_settings
 from tests.support import free_port, simulator_process
@@ -529,3 +532,35 @@ abilities:
     )
     assert response.status_code == 200, response.text
     assert response.json()["assets"][0]["name"] == "labels"
+
+
+async def test_a_caller_hanging_up_does_not_lose_the_task(
+    tmp_path: Path, sample_image: str
+) -> None:
+    with simulator_process("--latency-ms", "700") as slow:
+        settings = make_settings(tmp_path, slow)
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            state: GatewayState = app.state.gateway
+            created = await create_token(state.db, "t")
+            headers = {"Authorization": f"Bearer {created.token}", "X-Request-ID": "hangup-1"}
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+                call = asyncio.ensure_future(
+                    c.post(PROMPT, json={"inputs": {"url": sample_image}}, headers=headers)
+                )
+                await asyncio.sleep(0.3)
+                call.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await call
+            await state.drain(timeout=10)
+            async with state.db.read() as conn:
+                rows = (
+                    (await conn.execute(select(tasks).where(tasks.c.request_id == "hangup-1")))
+                    .mappings()
+                    .all()
+                )
+    assert len(rows) == 1
+    assert rows[0]["status"] == "succeeded"
+    assert rows[0]["log_id"] is not None
+    assert rows[0]["result_payload"]["texts"]
