@@ -50,6 +50,22 @@ def coze_sim(
         str | None,
         typer.Option(help="Base URL the simulator puts in the file URLs it returns."),
     ] = None,
+    job_fail_rate: Annotated[
+        float,
+        typer.Option(help="Share of external generation jobs that end failed (0..1)."),
+    ] = 0.0,
+    notify_url: Annotated[
+        str | None,
+        typer.Option(help="POST each finished job's signed notice to NOTIFY_URL/{job_id}."),
+    ] = None,
+    notify_secret: Annotated[
+        str | None,
+        typer.Option(help="Notice signing secret: whsec_<base64>, or any string (its UTF-8)."),
+    ] = None,
+    throttle_every: Annotated[
+        int,
+        typer.Option(help="Answer every Nth run-history request with code 4009 (0 = off)."),
+    ] = 0,
 ) -> None:
     """Run the local Coze API simulator (the eight workflows, real PNG outputs)."""
     from ability_gateway.simulator.app import SimulatorConfig, serve
@@ -61,6 +77,10 @@ def coze_sim(
         seed=seed,
         job_seconds=job_seconds,
         public_url=public_url,
+        job_fail_rate=job_fail_rate,
+        notify_url=notify_url,
+        notify_secret=notify_secret,
+        throttle_every=throttle_every,
     )
     serve(host=host, port=port, config=config)
 
@@ -77,6 +97,12 @@ def _settings() -> Settings:
             "the server is not installed: pip install 'ability-gateway[server]'"
         ) from exc
     return get_settings()
+
+
+def get_settings_cache_clear() -> None:
+    from ability_gateway.server.config import get_settings
+
+    get_settings.cache_clear()
 
 
 def _configure_logging(level: str) -> None:
@@ -126,6 +152,30 @@ def serve(
     settings = _settings()
     _configure_logging(settings.log_level)
     _run_server(settings, host or settings.host, settings.port if port is None else port)
+
+
+@app.command()
+def worker() -> None:
+    """Run background jobs only (no HTTP): scale job execution apart from serving."""
+    import uvloop
+
+    from ability_gateway.server.abilities.catalog import Catalog
+    from ability_gateway.server.lifecycle import gateway_state
+
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    catalog = Catalog.load(settings.catalog_file)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with gateway_state(settings, catalog, run_jobs=True) as state:
+            print(f"worker {state.runner.owner} running", flush=True)
+            await stop.wait()
+
+    uvloop.run(run())
 
 
 @app.command()
@@ -302,9 +352,16 @@ def demo(
     host: Annotated[str, typer.Option(help="Interface for both.")] = "127.0.0.1",
 ) -> None:
     """Start the Coze simulator and the gateway on SQLite + ./data, with a fresh demo token."""
+    import base64
+    import secrets
+
     sim_url = f"http://{host}:{sim_port}"
-    os.environ.setdefault("GATEWAY_COZE_BASE_URL", sim_url)
-    os.environ.setdefault("GATEWAY_COZE_API_TOKEN", "pat_simulator")
+    notice_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    # The demo always runs against its own simulator, whatever the shell exports.
+    os.environ["GATEWAY_COZE_BASE_URL"] = sim_url
+    os.environ["GATEWAY_COZE_API_TOKEN"] = "pat_simulator"
+    os.environ["GATEWAY_PROVIDER_CALLBACK_SECRET"] = notice_secret
+    get_settings_cache_clear()
     settings = _settings()
     _configure_logging(settings.log_level)
     simulator = subprocess.Popen(
@@ -317,6 +374,10 @@ def demo(
             host,
             "--port",
             str(sim_port),
+            "--notify-url",
+            f"http://{host}:{port}/api/provider_callbacks/coze",
+            "--notify-secret",
+            notice_secret,
         ],
         preexec_fn=_die_with_parent,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import socket
 import subprocess
@@ -10,10 +11,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from aiohttp import web
 
 TOKEN = "pat_simulator"
 SAMPLE_LANDSCAPE = "/files/samples/landscape.png"  # 1024x768
@@ -27,6 +29,7 @@ WF_OUTPAINT = "7597723984687267840"
 WF_UPSCALE = "7597760543788630016"
 WF_TAG_SMALL = "7597767702970630144"
 WF_TAG_LARGE = "7598080013539213312"
+WF_JOB_QUERY = "7598100000000000001"
 
 
 def free_port() -> int:
@@ -146,3 +149,87 @@ def image_host() -> Iterator[ImageHost]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One POST the receiver got."""
+
+    path: str
+    headers: dict[str, str]
+    """Header names lower-cased."""
+    body: bytes
+    status: int
+    """What the receiver answered."""
+
+
+@dataclass
+class NoticeReceiver:
+    """A loopback aiohttp server (own thread and loop) that records every POST it gets.
+
+    ``failures[prefix]`` is a list of statuses to answer, in order, to POSTs whose path starts with
+    ``prefix`` before answering 200 again.
+    """
+
+    url: str = ""
+    notices: list[Notice] = field(default_factory=list)
+    failures: dict[str, list[int]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def under(self, prefix: str) -> list[Notice]:
+        with self.lock:
+            return [notice for notice in self.notices if notice.path.startswith(prefix)]
+
+    def wait_for(self, prefix: str, count: int, timeout: float = 20.0) -> list[Notice]:
+        """The first ``count`` notices under ``prefix``, once that many arrived (or fail)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.under(prefix)
+            if len(got) >= count:
+                return got
+            assert time.monotonic() < deadline, f"{len(got)} of {count} notices to {prefix}"
+            time.sleep(0.02)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        with self.lock:
+            status = 200
+            for prefix, queued in self.failures.items():
+                if request.path.startswith(prefix) and queued:
+                    status = queued.pop(0)
+            self.notices.append(
+                Notice(
+                    path=request.path,
+                    headers={name.lower(): value for name, value in request.headers.items()},
+                    body=body,
+                    status=status,
+                )
+            )
+        return web.Response(status=status, text="ok" if status < 300 else "nope")
+
+
+@pytest.fixture(scope="session")
+def notice_receiver() -> Iterator[NoticeReceiver]:
+    receiver = NoticeReceiver()
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", receiver.handle)
+    runner = web.AppRunner(app, access_log=None)
+
+    async def start() -> None:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        receiver.url = f"http://{host}:{port}"
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=10)
+    try:
+        yield receiver
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()

@@ -1,4 +1,4 @@
-"""The eight workflows' parameter rules and outputs, with a fake source-image lookup."""
+"""The nine workflows' parameter rules and outputs, with a fake source-image lookup."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ability_gateway.simulator.jobs import JobRegistry
+from ability_gateway.simulator.jobs import JOB_ERROR, JobRegistry
 from ability_gateway.simulator.workflows import (
     WORKFLOWS,
     BadParameter,
@@ -20,6 +20,7 @@ from ability_gateway.simulator.workflows import (
 from .conftest import (
     WF_GEN_4STEP,
     WF_GEN_8STEP,
+    WF_JOB_QUERY,
     WF_OUTPAINT,
     WF_PATTERN,
     WF_PROMPT,
@@ -31,11 +32,20 @@ from .conftest import (
 SRC = "http://img.test/src.png"
 
 
+class FakeClock:
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @dataclass
 class FakeContext:
     size: tuple[int, int] = (1024, 768)
     jobs: JobRegistry = field(default_factory=lambda: JobRegistry(5.0))
     looked_up: list[str] = field(default_factory=list)
+    base_url: str = "http://sim.test"
 
     async def image_size(self, url: str) -> tuple[int, int]:
         self.looked_up.append(url)
@@ -44,7 +54,7 @@ class FakeContext:
         return self.size
 
     def file_url(self, width: int, height: int, name: str) -> str:
-        return f"http://sim.test/files/{width}x{height}/{name}.png"
+        return f"{self.base_url}/files/{width}x{height}/{name}.png"
 
 
 async def run(
@@ -54,7 +64,7 @@ async def run(
     return await workflow.run(workflow.bind(parameters), context or FakeContext())
 
 
-def test_the_eight_published_workflows_exist() -> None:
+def test_the_nine_published_workflows_exist() -> None:
     assert set(WORKFLOWS) == {
         WF_PROMPT,
         WF_PATTERN,
@@ -64,7 +74,9 @@ def test_the_eight_published_workflows_exist() -> None:
         WF_UPSCALE,
         WF_TAG_SMALL,
         WF_TAG_LARGE,
+        WF_JOB_QUERY,
     }
+    assert WORKFLOWS[WF_JOB_QUERY].title == "生成任务查询"
 
 
 def test_missing_required_parameter_is_named() -> None:
@@ -230,6 +242,7 @@ async def test_generation_workflows_start_a_job(
         images,
     )
     assert job.source_url == SRC
+    assert job.base_url == "http://sim.test"
 
 
 async def test_generation_rejects_impossible_sizes() -> None:
@@ -237,7 +250,7 @@ async def test_generation_rejects_impossible_sizes() -> None:
         await run(WF_GEN_4STEP, {"url": SRC, "width": 0, "height": 480, "prompt": "x"})
 
 
-@pytest.mark.parametrize("workflow_id", sorted(WORKFLOWS))
+@pytest.mark.parametrize("workflow_id", sorted(set(WORKFLOWS) - {WF_JOB_QUERY}))
 async def test_every_workflow_reads_its_source_image(workflow_id: str) -> None:
     workflow = WORKFLOWS[workflow_id]
     params: dict[str, Any] = {param.name: 1 for param in workflow.params if param.kind == "number"}
@@ -249,3 +262,87 @@ async def test_every_workflow_reads_its_source_image(workflow_id: str) -> None:
         match=re.escape("failed to download image from url http://img.test/broken.png"),
     ):
         await workflow.run(workflow.bind(params), FakeContext())
+
+
+# --------------------------------------------------------------------------------------------
+# The job query workflow.
+
+
+async def start_job(context: FakeContext, workflow_id: str = WF_GEN_4STEP) -> str:
+    params = {"url": SRC, "width": 640, "height": 480, "prompt": "猫", "lora": "silk"}
+    job_id = (await run(workflow_id, params, context)).end_vars["output"]
+    assert isinstance(job_id, str)
+    return job_id
+
+
+async def query(context: FakeContext, job_id: str) -> dict[str, Any]:
+    outcome = await run(WF_JOB_QUERY, {"id": job_id}, context)
+    assert set(outcome.end_vars) == {"output"}
+    output = outcome.end_vars["output"]
+    assert isinstance(output, str)  # a JSON string: data is double-encoded
+    report: dict[str, Any] = json.loads(output)
+    return report
+
+
+async def test_query_reports_running_with_progress_then_succeeded() -> None:
+    clock = FakeClock()
+    context = FakeContext(jobs=JobRegistry(10.0, clock=clock))
+    job_id = await start_job(context)
+    assert context.looked_up == [SRC]
+
+    assert await query(context, job_id) == {
+        "id": job_id,
+        "status": "running",
+        "progress": 0,
+        "images": [],
+        "texts": [],
+        "error": None,
+    }
+    clock.now += 2.5
+    assert (await query(context, job_id))["progress"] == 25
+    clock.now += 7.5
+    done = await query(context, job_id)
+    assert (done["status"], done["progress"], done["error"]) == ("succeeded", 100, None)
+    assert done["texts"] == ["图片生成完成"]
+    assert len(done["images"]) == 4
+    assert all(url.startswith("http://sim.test/files/640x480/") for url in done["images"])
+    assert context.looked_up == [SRC]  # the query reads no source image
+
+
+async def test_query_images_follow_the_querying_run_base_url() -> None:
+    clock = FakeClock()
+    context = FakeContext(jobs=JobRegistry(1.0, clock=clock))
+    job_id = await start_job(context, WF_PATTERN)
+    clock.now += 1
+    elsewhere = FakeContext(jobs=context.jobs, base_url="http://public.test:8088")
+    done = await query(elsewhere, job_id)
+    assert done["texts"] == ["花纹提取完成"]
+    [image] = done["images"]
+    assert image.startswith("http://public.test:8088/files/640x480/pattern_extract-")
+
+
+async def test_query_reports_a_failed_job() -> None:
+    clock = FakeClock()
+    context = FakeContext(jobs=JobRegistry(1.0, fail_rate=1.0, clock=clock))
+    job_id = await start_job(context, WF_GEN_8STEP)
+    assert (await query(context, job_id))["status"] == "running"
+    clock.now += 1
+    assert await query(context, job_id) == {
+        "id": job_id,
+        "status": "failed",
+        "progress": 100,
+        "images": [],
+        "texts": [],
+        "error": JOB_ERROR,
+    }
+
+
+async def test_query_of_an_unknown_job_fails_the_run() -> None:
+    with pytest.raises(WorkflowFailure) as caught:
+        await run(WF_JOB_QUERY, {"id": "job_nope"})
+    assert caught.value.message == "Workflow execution failure: job job_nope not found"
+
+
+def test_query_needs_an_id() -> None:
+    with pytest.raises(BadParameter, match=r"^Missing required parameters: 'id'$"):
+        WORKFLOWS[WF_JOB_QUERY].bind({"job": "job_x"})

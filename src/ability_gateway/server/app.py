@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,15 +12,12 @@ from fastapi import FastAPI
 from ability_gateway import __version__
 from ability_gateway.server.abilities.catalog import Catalog
 from ability_gateway.server.abilities.endpoints import router as abilities_router
-from ability_gateway.server.auth.service import TokenCache
 from ability_gateway.server.config import Settings, get_settings
-from ability_gateway.server.db import Database
 from ability_gateway.server.errors import install_error_handlers
-from ability_gateway.server.executors.registry import ExecutorRegistry
 from ability_gateway.server.health.endpoints import router as health_router
 from ability_gateway.server.http import RequestIdMiddleware
-from ability_gateway.server.migrate import upgrade_to_head
-from ability_gateway.server.state import GatewayState
+from ability_gateway.server.lifecycle import gateway_state
+from ability_gateway.server.provider_callbacks.endpoints import router as provider_callbacks_router
 from ability_gateway.server.tasks.endpoints import router as tasks_router
 from ability_gateway.server.tasks.schemas import InvokeRequest
 
@@ -57,31 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.resolved_database_url)
-        await upgrade_to_head(db)
-        executors = ExecutorRegistry.from_settings(settings)
-        app.state.gateway = GatewayState(
-            settings=settings,
-            db=db,
-            catalog=catalog,
-            executors=executors,
-            token_cache=TokenCache(settings.auth_cache_seconds),
-        )
-        # Everything allocated so far lives as long as the process: keep it out of the
-        # collector's generations, so collections stay short (they are the p99 spikes).
-        gc.collect()
-        gc.freeze()
-        logger.info(
-            "gateway ready: %d abilities, database %s",
-            len(catalog.all()),
-            db.url.render_as_string(),
-        )
-        try:
+        async with gateway_state(settings, catalog, run_jobs=settings.runner_enabled) as state:
+            app.state.gateway = state
             yield
-        finally:
-            await app.state.gateway.drain(timeout=settings.shutdown_grace_seconds)
-            await executors.close()
-            await db.dispose()
 
     app = FastAPI(
         title="Ability Gateway",
@@ -94,5 +68,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(abilities_router)
     app.include_router(tasks_router)
+    app.include_router(provider_callbacks_router)
     app.include_router(health_router)
     return app

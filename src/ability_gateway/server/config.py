@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     coze_api_token: SecretStr | None = Field(
         None, description="PAT/SAT of the default executor; without it no executor is configured."
     )
+    coze_allow_async: bool = Field(
+        False,
+        description="The default executor's plan allows `is_async` runs (long workflows poll).",
+    )
     coze_max_connections: int = Field(
         256, ge=1, description="Pooled connections per executor to the Coze API."
     )
@@ -46,6 +50,30 @@ class Settings(BaseSettings):
     )
     coze_retry_backoff_seconds: float = Field(
         0.5, ge=0, description="First retry delay; doubles on each further retry."
+    )
+    provider_callback_secret: SecretStr | None = Field(
+        None,
+        description="`whsec_…` secret verifying inbound completion notices of generation jobs.",
+    )
+    invoke_wait_seconds: float = Field(
+        30.0, ge=0, le=60, description="Default wait of a sync invoke before it answers 202."
+    )
+    runner_enabled: bool = Field(True, description="Run background jobs inside `serve`.")
+    runner_concurrency: int = Field(64, ge=1, description="Job steps one runner runs at once.")
+    runner_poll_seconds: float = Field(
+        0.5, gt=0, description="How often an idle runner looks for due jobs."
+    )
+    lease_seconds: float = Field(
+        30.0, gt=0, description="A job step's lease; a heartbeat renews it every third."
+    )
+    sweep_seconds: float = Field(
+        5.0, gt=0, description="How often expired leases (crashed runners) are swept."
+    )
+    max_crashes: int = Field(
+        3, ge=1, description="Crashes of a job's runner after which the job and its task fail."
+    )
+    idempotency_hours: float = Field(
+        24.0, ge=24, description="How long an Idempotency-Key is remembered."
     )
     auth_cache_seconds: float = Field(
         2.0,

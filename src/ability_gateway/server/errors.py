@@ -51,12 +51,24 @@ class FieldError(dict[str, str]):
         super().__init__(field=field, problem=problem)
 
 
+MAX_FIELD_ERRORS = 50
+
+
 class BadRequest(GatewayError):
     status_code = 400
     default_message = "The request is invalid"
 
     def __init__(self, message: str | None = None, errors: list[FieldError] | None = None) -> None:
-        super().__init__(message, extra={"errors": list(errors or [])})
+        listed = list(errors or [])
+        if len(listed) > MAX_FIELD_ERRORS:
+            more = len(listed) - MAX_FIELD_ERRORS
+            listed = [*listed[:MAX_FIELD_ERRORS], FieldError("…", f"and {more} more problems")]
+        super().__init__(message, extra={"errors": listed})
+
+
+def shorten(text: str, limit: int = 100) -> str:
+    """A caller-supplied value, cut to fit in a message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class Unauthorized(GatewayError):
@@ -75,6 +87,11 @@ class Forbidden(GatewayError):
 class NotFound(GatewayError):
     status_code = 404
     default_message = "Not found"
+
+
+class Conflict(GatewayError):
+    status_code = 409
+    default_message = "Conflict"
 
 
 class PayloadTooLarge(GatewayError):
@@ -152,9 +169,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        errors = validation_field_errors(exc.errors())
-        body = error_body(400, "The request is invalid", errors=errors)
-        return _render(400, body)
+        error = BadRequest("The request is invalid", validation_field_errors(exc.errors()))
+        return _render(400, error_body(400, error.message, **error.extra))
 
     async def on_http_exception(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ability_gateway.server.abilities.catalog import Catalog
 from ability_gateway.server.auth.service import TokenCache
 from ability_gateway.server.config import Settings
 from ability_gateway.server.db import Database
 from ability_gateway.server.executors.registry import ExecutorRegistry
+from ability_gateway.server.tasks.events import TaskEvents
+
+if TYPE_CHECKING:
+    from ability_gateway.server.runner.runner import Runner
 
 T = TypeVar("T")
 
@@ -23,6 +27,9 @@ class GatewayState:
     catalog: Catalog
     executors: ExecutorRegistry
     token_cache: TokenCache
+    task_events: TaskEvents = field(default_factory=TaskEvents)
+    # Set right after construction (the runner needs the state it belongs to).
+    runner: Runner = field(default=None)  # type: ignore[assignment]
     inflight: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def track(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:

@@ -4,9 +4,16 @@ Routes::
 
     POST /v1/workflow/run                                      run a workflow (sync or is_async)
     GET  /v1/workflows/{workflow_id}/run_histories/{execute_id} a run's record (poll async runs)
+    GET  /v1/sim/jobs/{job_id}                                 a job's state (simulator only)
     GET  /files/{width}x{height}/{name}.png                    a generated image (see files.py)
     GET  /files/samples/{sample}.png                           a sample source image
     GET  /healthz                                              {"status": "ok"}
+
+``GET /v1/sim/jobs/{job_id}`` is **not part of Coze's API**: an introspection aid for tests and
+demos. With a valid Bearer token it answers ``{"code": 0, "msg": "", "data": {...}}`` where ``data``
+is the job report of jobs.py as an object (the query workflow returns the same thing as a JSON
+string), image URLs on ``public_url`` or the request's origin; an unknown id is
+``{"code": 4314, "msg": "job not found"}``.
 
 Knobs (:class:`SimulatorConfig`):
 
@@ -16,10 +23,24 @@ Knobs (:class:`SimulatorConfig`):
 * ``fail_rate``: the share of runs that fail with ``720701013`` ("server issues"), decided by a
   ``random.Random(seed)`` draw per run in arrival order, so a given seed replays the same sequence.
   A failing sync run answers the error; a failing async run is submitted fine and its history
-  turns ``Fail``.
-* ``job_seconds``: how long the external generation jobs take (see jobs.py).
+  turns ``Fail``. It applies to every workflow run (a failed generation run starts no job) and
+  never to job outcomes.
+* ``job_fail_rate``: the share of external jobs that end ``failed`` instead of ``succeeded``,
+  decided per job from SHA-256 of ``seed`` and the run's input digest (see jobs.py), so the same
+  inputs and seed always give the same outcome. ``job_fail_rate=1`` fails every job while the
+  submitting runs still succeed.
+* ``job_seconds``: how long the external generation jobs take (see jobs.py); may be fractional.
 * ``public_url``: the base of returned file URLs; by default the origin the request came in on,
   so whoever called can fetch them.
+* ``notify_url`` + ``notify_secret``: send each job's signed completion notice to
+  ``{notify_url}/{job_id}`` when it finishes (see notices.py for the format, signature, retries,
+  and why jobs finishing while the simulator is down are never notified). ``notify_secret`` is
+  ``whsec_<base64 key>`` (Standard Webhooks) or, as a convenience, any other string whose UTF-8
+  bytes are the key; it is required with ``notify_url``.
+* ``throttle_every``: when ``N > 0``, every Nth request to the run-history route (counted from
+  process start, whatever its token or ids) answers HTTP 200
+  ``{"code": 4009, "msg": "Request rate exceeded. Please retry later."}`` instead, to exercise
+  a poller's backoff. 0 (the default) turns it off.
 
 An async run stays ``Running`` for ``max(latency_ms / 1000, 0.2)`` seconds after its submit is
 answered, then executes: the 0.2 s floor keeps the ``Running`` state observable even with no latency
@@ -47,14 +68,18 @@ from yarl import URL
 
 from ability_gateway.simulator.files import generated_path, parse_file_path
 from ability_gateway.simulator.jobs import JobRegistry
+from ability_gateway.simulator.notices import Notifier, secret_key
 from ability_gateway.simulator.png import render_png
 from ability_gateway.simulator.protocol import (
     CODE_AUTH_INVALID,
     CODE_BAD_PARAMETER,
     CODE_EXECUTE_FAILED,
+    CODE_RATE_LIMITED,
     CODE_RECORD_NOT_FOUND,
     CODE_WORKFLOW_NOT_FOUND,
     MSG_AUTH_INVALID,
+    MSG_JOB_NOT_FOUND,
+    MSG_RATE_LIMITED,
     MSG_RECORD_NOT_FOUND,
     MSG_SERVER_ISSUES,
     MSG_WORKFLOW_ID_NOT_POSITIVE,
@@ -95,6 +120,10 @@ class SimulatorConfig:
     seed: int = 0
     job_seconds: float = 5.0
     public_url: str | None = None
+    job_fail_rate: float = 0.0
+    notify_url: str | None = None
+    notify_secret: str | None = None
+    throttle_every: int = 0
 
     def __post_init__(self) -> None:
         if not self.tokens:
@@ -105,12 +134,20 @@ class SimulatorConfig:
             raise ValueError("fail_rate must be between 0 and 1")
         if self.job_seconds < 0:
             raise ValueError("job_seconds must not be negative")
-        if self.public_url is not None:
-            url = URL(self.public_url)
-            if url.scheme not in ("http", "https") or not url.host:
-                raise ValueError(
-                    f"public_url must be an absolute http(s) URL, got {self.public_url!r}"
-                )
+        if not 0.0 <= self.job_fail_rate <= 1.0:
+            raise ValueError("job_fail_rate must be between 0 and 1")
+        if self.throttle_every < 0:
+            raise ValueError("throttle_every must not be negative")
+        for name in ("public_url", "notify_url"):
+            value = getattr(self, name)
+            if value is not None:
+                url = URL(value)
+                if url.scheme not in ("http", "https") or not url.host:
+                    raise ValueError(f"{name} must be an absolute http(s) URL, got {value!r}")
+        if self.notify_secret is not None:
+            secret_key(self.notify_secret)  # raises ValueError when unusable
+        if self.notify_url is not None and self.notify_secret is None:
+            raise ValueError("notify_secret is required with notify_url")
 
 
 class _Simulator:
@@ -120,7 +157,17 @@ class _Simulator:
         self.config = config
         self.latency_seconds = config.latency_ms / 1000.0
         self.runs = RunStore()
-        self.jobs = JobRegistry(config.job_seconds)
+        self.notifier = (
+            Notifier(config.notify_url, config.notify_secret)
+            if config.notify_url and config.notify_secret
+            else None
+        )
+        self.jobs = JobRegistry(
+            config.job_seconds,
+            fail_rate=config.job_fail_rate,
+            seed=config.seed,
+            on_create=self.notifier.schedule if self.notifier else None,
+        )
         self.sources = SourceImages()
         self.execute_ids = ExecuteIdFactory()
         self.public_base = config.public_url.rstrip("/") if config.public_url else None
@@ -133,6 +180,18 @@ class _Simulator:
             for token in config.tokens
         }
         self._background: set[asyncio.Task[None]] = set()
+        self._history_requests = 0
+
+    def throttled(self) -> bool:
+        """Count a run-history request; ``True`` if it is one the throttle knob rejects."""
+        if not self.config.throttle_every:
+            return False
+        self._history_requests += 1
+        return self._history_requests % self.config.throttle_every == 0
+
+    def base_url(self, request: web.Request) -> str:
+        """Where returned file URLs point: ``public_url`` or the request's origin."""
+        return self.public_base or str(request.url.origin())
 
     def owner_of(self, request: web.Request) -> str | None:
         """The connector uid of the request's Bearer token, or ``None`` if it is not accepted."""
@@ -150,10 +209,18 @@ class _Simulator:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def start(self) -> None:
+        await self.sources.start()
+        if self.notifier is not None:
+            await self.notifier.start()
+
     async def stop(self) -> None:
+        if self.notifier is not None:
+            await self.notifier.stop()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self.sources.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +404,7 @@ async def run_workflow(request: web.Request) -> web.Response:
     context = _RunContext(
         jobs=sim.jobs,
         sources=sim.sources,
-        base_url=sim.public_base or origin,
+        base_url=sim.base_url(request),
         own_origins=frozenset(o for o in (origin, sim.public_origin) if o),
     )
 
@@ -402,12 +469,27 @@ async def _finish_async_run(
 async def get_run_history(request: web.Request) -> web.Response:
     """``GET /v1/workflows/{workflow_id}/run_histories/{execute_id}``."""
     sim = request.app[_SIMULATOR]
+    if sim.throttled():
+        return _error(request, CODE_RATE_LIMITED, MSG_RATE_LIMITED)
     if sim.owner_of(request) is None:
         return _error(request, CODE_AUTH_INVALID, MSG_AUTH_INVALID)
     record = sim.runs.get(request.match_info["execute_id"])
     if record is None or record.workflow_id != request.match_info["workflow_id"]:
         return _error(request, CODE_RECORD_NOT_FOUND, MSG_RECORD_NOT_FOUND)
     return _reply(request, {"code": 0, "msg": "", "data": [record.history_item()]})
+
+
+async def get_job(request: web.Request) -> web.Response:
+    """``GET /v1/sim/jobs/{job_id}``: a job's report (simulator only, not part of Coze's API)."""
+    sim = request.app[_SIMULATOR]
+    if sim.owner_of(request) is None:
+        return _error(request, CODE_AUTH_INVALID, MSG_AUTH_INVALID)
+    job = sim.jobs.get(request.match_info["job_id"])
+    if job is None:
+        return _error(request, CODE_RECORD_NOT_FOUND, MSG_JOB_NOT_FOUND)
+    return _reply(
+        request, {"code": 0, "msg": "", "data": sim.jobs.report(job, sim.base_url(request))}
+    )
 
 
 async def get_file(request: web.Request) -> web.Response:
@@ -442,14 +524,14 @@ def create_app(config: SimulatorConfig | None = None) -> web.Application:
     app[_SIMULATOR] = sim
 
     async def lifespan(_app: web.Application) -> AsyncIterator[None]:
-        await sim.sources.start()
+        await sim.start()
         yield
         await sim.stop()
-        await sim.sources.close()
 
     app.cleanup_ctx.append(lifespan)
     app.router.add_post("/v1/workflow/run", run_workflow)
     app.router.add_get("/v1/workflows/{workflow_id}/run_histories/{execute_id}", get_run_history)
+    app.router.add_get("/v1/sim/jobs/{job_id}", get_job)
     app.router.add_get("/files/{path:.+}", get_file)
     app.router.add_get("/healthz", get_health)
     return app

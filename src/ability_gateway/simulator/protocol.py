@@ -21,9 +21,12 @@ __all__ = [
     "CODE_AUTH_INVALID",
     "CODE_BAD_PARAMETER",
     "CODE_EXECUTE_FAILED",
+    "CODE_RATE_LIMITED",
     "CODE_RECORD_NOT_FOUND",
     "CODE_WORKFLOW_NOT_FOUND",
     "MSG_AUTH_INVALID",
+    "MSG_JOB_NOT_FOUND",
+    "MSG_RATE_LIMITED",
     "MSG_RECORD_NOT_FOUND",
     "MSG_SERVER_ISSUES",
     "MSG_WORKFLOW_ID_NOT_POSITIVE",
@@ -37,6 +40,7 @@ __all__ = [
 
 CODE_BAD_PARAMETER = 4000
 CODE_AUTH_INVALID = 4100
+CODE_RATE_LIMITED = 4009
 CODE_WORKFLOW_NOT_FOUND = 4200
 CODE_RECORD_NOT_FOUND = 4314
 CODE_EXECUTE_FAILED = 720701013
@@ -50,6 +54,9 @@ MSG_WORKFLOW_NOT_FOUND = (
     "Please check the workflow_id and publish the workflow."
 )
 MSG_RECORD_NOT_FOUND = "execution record not found"
+MSG_RATE_LIMITED = "Request rate exceeded. Please retry later."
+MSG_JOB_NOT_FOUND = "job not found"
+"""The simulator-only job introspection endpoint's miss (with ``CODE_RECORD_NOT_FOUND``)."""
 MSG_SERVER_ISSUES = (
     "We're currently experiencing server issues. Please try your request again after a short "
     "delay. If the problem persists, contact our support team."

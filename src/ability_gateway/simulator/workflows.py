@@ -1,4 +1,4 @@
-"""The eight published workflows of the ability platform (spec §4) and what each one returns.
+"""The nine published workflows of the ability platform (spec §4) and what each one returns.
 
 Each workflow declares its start-node parameters (names are case-sensitive: the outpaint workflow
 really takes ``Url``), validates a run's ``parameters`` the way Coze does (a missing required one is
@@ -15,15 +15,26 @@ workflow id            key                      output
 7597760543788630016    upscale_8k               URL of a PNG: longest side = ``bianchang``
 7597767702970630144    tagging_small            JSON string ``{"主体":[…],"风格":[…],"颜色":[…]}``
 7598080013539213312    tagging_large            JSON string with more categories and tags
+7598100000000000001    job_query                JSON string: the state of job ``id`` (below)
 =====================  =======================  ==============================================
 
 Outputs are deterministic: everything is derived from a SHA-256 digest of the workflow id and the
 canonical (coerced, key-sorted) parameters, never from the process-wide random state. The one
 exception is a job id, which is unique per run like a real job queue's; the images the job will
-produce are still named after the digest.
+produce (and whether it fails, see jobs.py) are still derived from the digest.
 
-Every workflow first looks at its source image, as the real ones download it: one that cannot be
-fetched or parsed fails the run with :class:`WorkflowFailure` (Coze code 720701013).
+Every workflow but the query first looks at its source image, as the real ones download it: one
+that cannot be fetched or parsed fails the run with :class:`WorkflowFailure` (Coze code 720701013).
+
+The query workflow ("生成任务查询") takes one string ``id``, the external job id, and answers
+``output`` = a JSON string (so ``data`` is double-encoded, as for tagging) of the job's report::
+
+    {"id": "job_…", "status": "running" | "succeeded" | "failed", "progress": 0..100,
+     "images": [absolute PNG URLs], "texts": ["花纹提取完成" | "图片生成完成"], "error": null | "…"}
+
+``images``/``texts`` are empty unless succeeded and ``error`` is ``null`` unless failed; image URLs
+are on this run's base URL (``public_url`` or the request's origin). An unknown id fails the run:
+720701013 "Workflow execution failure: job <id> not found".
 """
 
 from __future__ import annotations
@@ -71,6 +82,11 @@ class RunContext(Protocol):
 
     @property
     def jobs(self) -> JobRegistry: ...
+
+    @property
+    def base_url(self) -> str:
+        """The simulator's base URL for this run: ``public_url`` or the request's origin."""
+        ...
 
     async def image_size(self, url: str) -> tuple[int, int]:
         """The source image's size; raises :class:`WorkflowFailure` when it cannot be read."""
@@ -296,7 +312,7 @@ def _orientation(width: int, height: int) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# The eight behaviours.
+# The behaviours.
 
 
 async def _prompt_extract(inputs: Inputs, context: RunContext) -> Outcome:
@@ -385,10 +401,19 @@ def _generation_job(kind: str, image_count: int) -> Behaviour:
             digest=inputs.digest,
             prompt=inputs.text("prompt"),
             source_url=source_url,
+            base_url=context.base_url,
         )
         return Outcome({"output": job.job_id}, Usage())
 
     return start_job
+
+
+async def _job_query(inputs: Inputs, context: RunContext) -> Outcome:
+    job_id = inputs.text("id")
+    job = context.jobs.get(job_id)
+    if job is None:
+        raise WorkflowFailure(f"job {job_id} not found")
+    return Outcome({"output": dumps(context.jobs.report(job, context.base_url))}, Usage())
 
 
 _URL = Param("url", "string")
@@ -457,6 +482,13 @@ _ALL = (
         "大参数版本图片打标",
         (_URL,),
         _tagger(_LARGE_TAGS, (1600, 3200)),
+    ),
+    Workflow(
+        "7598100000000000001",
+        "job_query",
+        "生成任务查询",
+        (Param("id", "string"),),
+        _job_query,
     ),
 )
 

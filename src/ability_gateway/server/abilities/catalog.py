@@ -36,6 +36,30 @@ class OutputSpec(BaseModel):
     name: str | None = None
 
 
+class ExternalJobSpec(BaseModel):
+    """How the gateway learns that an external generation job finished.
+
+    ``notify``: the job's service posts a signed notice to
+    ``/api/provider_callbacks/coze/{externalId}``. ``queryWorkflowId``: a workflow that,
+    given ``{"id": externalId}``, answers the job's status; polled with backoff from
+    ``pollSeconds`` up to ``maxPollSeconds``. Either or both.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    notify: bool = True
+    query_workflow_id: str | None = Field(None, alias="queryWorkflowId", pattern=r"^[0-9]{1,20}$")
+    query_input: str = Field("id", alias="queryInput")
+    poll_seconds: float = Field(3.0, alias="pollSeconds", gt=0)
+    max_poll_seconds: float = Field(15.0, alias="maxPollSeconds", gt=0)
+
+    @model_validator(mode="after")
+    def _some_way_to_finish(self) -> ExternalJobSpec:
+        if not self.notify and self.query_workflow_id is None:
+            raise ValueError("externalJob needs notify or a queryWorkflowId")
+        return self
+
+
 class AbilityDefinition(BaseModel):
     """A catalog entry: what the public sees and what the gateway needs to run it."""
 
@@ -52,6 +76,10 @@ class AbilityDefinition(BaseModel):
     image_field: str | None = Field(None, alias="imageField")
     output: OutputSpec
     timeout_seconds: float = Field(95.0, alias="timeoutSeconds", gt=0)
+    # Run with Coze's is_async + run-history polling when the executor's plan allows it.
+    coze_async: bool = Field(False, alias="cozeAsync")
+    external_job: ExternalJobSpec | None = Field(None, alias="externalJob")
+    retry_after_seconds: int = Field(2, alias="retryAfterSeconds", ge=1)
     inputs: list[InputSpec]
 
     @model_validator(mode="after")
@@ -61,6 +89,8 @@ class AbilityDefinition(BaseModel):
             raise ValueError(f"ability {self.id}: duplicate input names")
         if self.image_field is not None and self.image_field not in names:
             raise ValueError(f"ability {self.id}: imageField {self.image_field!r} is not an input")
+        if self.mode == "external_job" and self.external_job is None:
+            raise ValueError(f"ability {self.id}: mode external_job needs an externalJob section")
         return self
 
     def input(self, name: str) -> InputSpec | None:

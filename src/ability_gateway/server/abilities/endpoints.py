@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from ability_gateway.server.abilities.schemas import Ability, AbilityList
 from ability_gateway.server.deps import CurrentToken, Gateway
-from ability_gateway.server.errors import NotFound
+from ability_gateway.server.errors import NotFound, shorten
 from ability_gateway.server.http import JSONResponse
 from ability_gateway.server.openapi import ERROR_RESPONSES
 
@@ -32,5 +32,5 @@ async def list_abilities(gateway: Gateway, _token: CurrentToken) -> JSONResponse
 )
 async def get_ability(ability_id: str, gateway: Gateway, _token: CurrentToken) -> JSONResponse:
     if gateway.catalog.get(ability_id) is None:
-        raise NotFound(f"Ability {ability_id!r} does not exist")
+        raise NotFound(f"Ability {shorten(ability_id)!r} does not exist")
     return JSONResponse(gateway.catalog.public_view(ability_id))

@@ -27,6 +27,19 @@ def is_http_url(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+def _coerce(spec: InputSpec, value: Any) -> Any:
+    """A string input with an enum takes the integer naming a value too (``moxing: 2``)."""
+    if (
+        spec.type == "string"
+        and spec.enum is not None
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+        and str(value) in spec.enum
+    ):
+        return str(value)
+    return value
+
+
 def _check(spec: InputSpec, value: Any) -> str | None:
     """The problem with one value, or None."""
     if value is None:
@@ -99,6 +112,7 @@ def build_parameters(
             if spec.required:
                 errors.append(FieldError(f"inputs.{spec.name}", "is required"))
             continue
+        params[spec.name] = _coerce(spec, params[spec.name])
         problem = _check(spec, params[spec.name])
         if problem:
             errors.append(FieldError(f"inputs.{spec.name}", problem))

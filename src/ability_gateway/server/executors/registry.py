@@ -25,9 +25,16 @@ class ExecutorRegistry:
                     max_connections=settings.coze_max_connections,
                     max_retries=settings.coze_max_retries,
                     retry_backoff=settings.coze_retry_backoff_seconds,
+                    allow_async=settings.coze_allow_async,
                 )
             )
         return cls(executors)
+
+    def get(self, executor_id: str | None) -> CozeExecutor | None:
+        """The executor a task was given (None if it is no longer configured)."""
+        if executor_id is None:
+            return next(iter(self._executors.values()), None)
+        return self._executors.get(executor_id)
 
     def choose(self, executor_id: str | None) -> CozeExecutor:
         if executor_id is not None:

@@ -1,4 +1,9 @@
-"""Tasks: one public invocation of an ability, from acceptance to a terminal state."""
+"""Tasks: one public invocation of an ability, from acceptance to a terminal state.
+
+queued ──▶ running ──▶ succeeded | failed | timeout
+   │          │
+   └──────────┴──▶ canceled
+"""
 
 from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text
 
@@ -26,5 +31,9 @@ tasks = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Column("finished_at", BigInteger, nullable=True),
+    # When the task times out (acceptance + the ability's timeoutSeconds), database clock.
+    Column("deadline_at", BigInteger, nullable=True),
+    # The id of the generation job a workflow started elsewhere (external-job abilities).
+    Column("external_id", String(128), nullable=True, unique=True),
     Index("ix_tasks_token_id_created_at", "token_id", "created_at"),
 )

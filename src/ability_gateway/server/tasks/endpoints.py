@@ -1,9 +1,12 @@
-"""Invocations and tasks: ``POST /api/abilities/{id}/invoke``, ``GET /api/ability_tasks/{id}``."""
+"""Invocations and tasks (spec §3.2–3.3): invoke, query, list, cancel."""
 
 from __future__ import annotations
 
+import re
+from typing import Annotated
+
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Query, Request
 from pydantic import ValidationError
 
 from ability_gateway.server.deps import CurrentToken, Gateway
@@ -16,11 +19,20 @@ from ability_gateway.server.errors import (
 from ability_gateway.server.http import JSONResponse, current_request_id
 from ability_gateway.server.openapi import ERROR_RESPONSES
 from ability_gateway.server.tasks import service
-from ability_gateway.server.tasks.schemas import ErrorBody, InvokeRequest, InvokeResult, Task
+from ability_gateway.server.tasks.schemas import (
+    ErrorBody,
+    InvokeRequest,
+    InvokeResult,
+    Task,
+    TaskList,
+    TaskStatus,
+)
 
 router = APIRouter(prefix="/api", tags=["tasks"])
 
 MAX_INVOKE_BODY_BYTES = 20 * 1024 * 1024
+_WAIT_RE = re.compile(r"^\s*wait\s*=\s*([0-9]+(?:\.[0-9]+)?)\s*$", re.IGNORECASE)
+_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 async def _read_invoke_body(request: Request) -> InvokeRequest:
@@ -48,6 +60,32 @@ async def _read_invoke_body(request: Request) -> InvokeRequest:
         raise BadRequest("The request is invalid", validation_field_errors(exc.errors())) from exc
 
 
+def _options(
+    prefer: str | None, idempotency_key: str | None, default_wait: float
+) -> service.InvokeOptions:
+    """``Prefer: wait=N`` (at most 60 s), ``Prefer: respond-async``; ``Idempotency-Key``."""
+    wait = default_wait
+    respond_async = False
+    for token in (prefer or "").split(","):
+        token = token.strip()
+        if not token:
+            continue
+        if token.lower() == "respond-async":
+            respond_async = True
+        elif match := _WAIT_RE.match(token):
+            wait = min(float(match.group(1)), service.MAX_WAIT_SECONDS)
+    if idempotency_key is not None and not _KEY_RE.match(idempotency_key):
+        raise BadRequest(
+            "Invalid Idempotency-Key",
+            [FieldError("Idempotency-Key", "must be 1-255 visible ASCII characters")],
+        )
+    return service.InvokeOptions(
+        wait_seconds=0.0 if respond_async else wait,
+        respond_async=respond_async,
+        idempotency_key=idempotency_key,
+    )
+
+
 @router.post(
     "/abilities/{ability_id}/invoke",
     response_model=InvokeResult,
@@ -62,20 +100,62 @@ async def _read_invoke_body(request: Request) -> InvokeRequest:
     },
     responses={
         **ERROR_RESPONSES,
+        202: {"model": InvokeResult, "description": "Accepted: the task goes on (see Location)"},
+        409: {"model": ErrorBody, "description": "Idempotency-Key reused with another body"},
         502: {
             "model": ErrorBody,
             "description": "The workflow failed (Coze's code) or Coze is unreachable",
         },
-        504: {"model": ErrorBody, "description": "The workflow did not finish within its deadline"},
+        504: {"model": ErrorBody, "description": "The task did not finish within its deadline"},
     },
 )
 async def invoke_ability(
-    ability_id: str, request: Request, gateway: Gateway, token: CurrentToken
+    ability_id: str,
+    request: Request,
+    gateway: Gateway,
+    token: CurrentToken,
+    prefer: Annotated[str | None, Header(description="`wait=N` (≤ 60) or `respond-async`")] = None,
+    idempotency_key: Annotated[
+        str | None, Header(description="Retries with the same key and body get the same task")
+    ] = None,
 ) -> JSONResponse:
-    """Invoke an ability; every invocation creates a task (`metadata.taskId`)."""
+    """Invoke an ability; every invocation creates a task (`metadata.taskId`).
+
+    200 when the task finished within the wait (default 30 s, `Prefer: wait=N`), 202 with the
+    task (`queued`/`running`), a `Location` and a `Retry-After` when it did not; it goes on.
+    """
+    options = _options(prefer, idempotency_key, gateway.settings.invoke_wait_seconds)
     body = await _read_invoke_body(request)
-    result = await service.invoke(gateway, token, ability_id, body, current_request_id())
-    return JSONResponse(result)
+    answer = await service.invoke(gateway, token, ability_id, body, current_request_id(), options)
+    headers = {}
+    if answer.status_code == 202:
+        headers["Location"] = f"/api/ability_tasks/{answer.task_id}"
+        headers["Retry-After"] = str(answer.retry_after or 1)
+    if options.respond_async or prefer:
+        applied = "respond-async" if options.respond_async else f"wait={options.wait_seconds:g}"
+        headers["Preference-Applied"] = applied
+    return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+
+
+@router.get(
+    "/ability_tasks",
+    response_model=TaskList,
+    operation_id="list_tasks",
+    responses=ERROR_RESPONSES,
+)
+async def list_tasks(
+    gateway: Gateway,
+    token: CurrentToken,
+    status: Annotated[TaskStatus | None, Query()] = None,
+    ability_id: Annotated[str | None, Query(alias="abilityId", max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> JSONResponse:
+    """The calling token's tasks, newest first; pass `nextCursor` back as `cursor`."""
+    page = await service.list_tasks(
+        gateway, token, status=status, ability_id=ability_id, cursor=cursor, limit=limit
+    )
+    return JSONResponse(page)
 
 
 @router.get(
@@ -87,3 +167,17 @@ async def invoke_ability(
 async def get_task(task_id: str, gateway: Gateway, token: CurrentToken) -> JSONResponse:
     """A task of the calling token (another token's task is a 404)."""
     return JSONResponse(await service.get_task(gateway, token, task_id))
+
+
+@router.post(
+    "/ability_tasks/{task_id}/cancel",
+    response_model=Task,
+    operation_id="cancel_task",
+    responses={
+        **ERROR_RESPONSES,
+        409: {"model": ErrorBody, "description": "The task already finished"},
+    },
+)
+async def cancel_task(task_id: str, gateway: Gateway, token: CurrentToken) -> JSONResponse:
+    """Cancel a queued or running task: it ends `canceled` and late results are ignored."""
+    return JSONResponse(await service.cancel_task(gateway, token, task_id))

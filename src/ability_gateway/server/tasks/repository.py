@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import RowMapping, bindparam, insert, select, update
+from sqlalchemy import RowMapping, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,17 +17,63 @@ from ability_gateway.server.models import call_logs, tasks
 from ability_gateway.server.providers.coze.client import CozeCall
 from ability_gateway.server.tasks.schemas import TERMINAL_STATUSES
 
-_INSERT_TASK = insert(tasks).values(created_at=db_now_ms(), updated_at=db_now_ms())
+_INSERT_TASK = insert(tasks).values(
+    created_at=db_now_ms(),
+    updated_at=db_now_ms(),
+    deadline_at=db_now_ms() + bindparam("b_timeout_ms"),
+)
 _INSERT_CALL_LOG = insert(call_logs).values(created_at=db_now_ms()).returning(call_logs.c.id)
 _FINISH_TASK = (
     update(tasks)
     .where(tasks.c.id == bindparam("b_task_id"), tasks.c.status.not_in(TERMINAL_STATUSES))
-    .values(updated_at=db_now_ms(), finished_at=db_now_ms())
+    .values(
+        updated_at=db_now_ms(),
+        finished_at=db_now_ms(),
+        duration_ms=db_now_ms() - tasks.c.created_at,
+        log_id=func.coalesce(bindparam("b_log_id"), tasks.c.log_id),
+        execute_id=func.coalesce(bindparam("b_execute_id"), tasks.c.execute_id),
+    )
 )
+# What a finished task looks like to the caller (the invoke response is built from it).
+RESULT_COLUMNS = (
+    tasks.c.id,
+    tasks.c.ability_id,
+    tasks.c.status,
+    tasks.c.request_id,
+    tasks.c.log_id,
+    tasks.c.duration_ms,
+    tasks.c.client_metadata,
+    tasks.c.result_payload,
+    tasks.c.error_payload,
+)
+_FINISH_TASK_RETURNING = _FINISH_TASK.returning(*RESULT_COLUMNS)
 
 
-def insert_task(conn: Connection, values: dict[str, Any]) -> None:
-    conn.execute(_INSERT_TASK, values)
+def insert_task(conn: Connection, values: dict[str, Any], timeout_ms: int) -> None:
+    conn.execute(_INSERT_TASK, {**values, "b_timeout_ms": timeout_ms})
+
+
+async def list_tasks(
+    conn: AsyncConnection,
+    token_id: str,
+    *,
+    status: str | None,
+    ability_id: str | None,
+    cursor: str | None,
+    limit: int,
+) -> list[RowMapping]:
+    """A token's tasks, newest first (ids sort by creation time), after ``cursor``."""
+    query = select(*RESULT_COLUMNS, tasks.c.created_at, tasks.c.updated_at).where(
+        tasks.c.token_id == token_id
+    )
+    if status:
+        query = query.where(tasks.c.status == status)
+    if ability_id:
+        query = query.where(tasks.c.ability_id == ability_id)
+    if cursor:
+        query = query.where(tasks.c.id < cursor)
+    result = await conn.execute(query.order_by(tasks.c.id.desc()).limit(limit))
+    return list(result.mappings().all())
 
 
 def insert_call_logs(
@@ -59,23 +105,127 @@ def insert_call_logs(
     return last_id
 
 
-def finish_task(conn: Connection, task_id: str, values: dict[str, Any]) -> bool:
-    """Move a task to a terminal state, unless it already is in one (then nothing changes)."""
-    result = conn.execute(_FINISH_TASK, {"b_task_id": task_id, **values})
+def finish_task(
+    conn: Connection,
+    task_id: str,
+    *,
+    status: str,
+    log_id: int | None = None,
+    execute_id: str | None = None,
+    result_payload: dict[str, Any] | None = None,
+    error_payload: dict[str, Any] | None = None,
+) -> RowMapping | None:
+    """Move a task to a terminal state, unless it already is in one (then nothing changes
+    and None is returned). ``log_id`` / ``execute_id`` keep their old values when None."""
+    result = conn.execute(
+        _FINISH_TASK_RETURNING,
+        {
+            "b_task_id": task_id,
+            "b_log_id": log_id,
+            "b_execute_id": execute_id,
+            "status": status,
+            "result_payload": result_payload,
+            "error_payload": error_payload,
+        },
+    )
+    return result.mappings().first()
+
+
+_UPDATE_PROGRESS = (
+    update(tasks)
+    .where(tasks.c.id == bindparam("b_task_id"), tasks.c.status.not_in(TERMINAL_STATUSES))
+    .values(
+        status="running",
+        updated_at=db_now_ms(),
+        log_id=func.coalesce(bindparam("b_log_id"), tasks.c.log_id),
+        execute_id=func.coalesce(bindparam("b_execute_id"), tasks.c.execute_id),
+        external_id=func.coalesce(bindparam("b_external_id"), tasks.c.external_id),
+    )
+)
+
+
+def mark_running(
+    conn: Connection,
+    task_id: str,
+    *,
+    log_id: int | None = None,
+    execute_id: str | None = None,
+    external_id: str | None = None,
+) -> bool:
+    """The task is being worked on; record what is known so far (None keeps the old value)."""
+    result = conn.execute(
+        _UPDATE_PROGRESS,
+        {
+            "b_task_id": task_id,
+            "b_log_id": log_id,
+            "b_execute_id": execute_id,
+            "b_external_id": external_id,
+        },
+    )
     return bool(result.rowcount)
 
 
-_GET_TASK = select(
+def cancel_task(conn: Connection, task_id: str, token_id: str) -> RowMapping | None:
+    """Cancel a queued or running task of this token; None if it is not (then look why)."""
+    result = conn.execute(
+        update(tasks)
+        .where(
+            tasks.c.id == task_id,
+            tasks.c.token_id == token_id,
+            tasks.c.status.not_in(TERMINAL_STATUSES),
+        )
+        .values(
+            status="canceled",
+            updated_at=db_now_ms(),
+            finished_at=db_now_ms(),
+            duration_ms=db_now_ms() - tasks.c.created_at,
+            error_payload={"code": 499, "message": "The task was canceled"},
+        )
+        .returning(*RESULT_COLUMNS)
+    )
+    return result.mappings().first()
+
+
+_STEP_TASK = select(
     tasks.c.id,
     tasks.c.ability_id,
+    tasks.c.executor_id,
     tasks.c.status,
     tasks.c.request_id,
-    tasks.c.log_id,
-    tasks.c.created_at,
-    tasks.c.updated_at,
-    tasks.c.result_payload,
-    tasks.c.error_payload,
-).where(tasks.c.id == bindparam("task_id"), tasks.c.token_id == bindparam("token_id"))
+    tasks.c.inputs,
+    tasks.c.client_metadata,
+    tasks.c.external_id,
+    (tasks.c.deadline_at - db_now_ms()).label("remaining_ms"),
+).where(tasks.c.id == bindparam("task_id"))
+
+
+async def load_for_step(conn: AsyncConnection, task_id: str) -> RowMapping | None:
+    return (await conn.execute(_STEP_TASK, {"task_id": task_id})).mappings().first()
+
+
+def find_by_external_id(conn: Connection, external_id: str) -> RowMapping | None:
+    return (
+        conn.execute(
+            select(
+                tasks.c.id,
+                tasks.c.ability_id,
+                tasks.c.executor_id,
+                tasks.c.status,
+                tasks.c.request_id,
+                tasks.c.inputs,
+                tasks.c.client_metadata,
+                tasks.c.external_id,
+                tasks.c.execute_id,
+            ).where(tasks.c.external_id == external_id)
+        )
+        .mappings()
+        .first()
+    )
+
+
+_GET_TASK = select(*RESULT_COLUMNS, tasks.c.created_at, tasks.c.updated_at).where(
+    tasks.c.id == bindparam("task_id"), tasks.c.token_id == bindparam("token_id")
+)
 
 
 async def get_task(conn: AsyncConnection, task_id: str, token_id: str) -> RowMapping | None:

@@ -53,6 +53,18 @@ def _media_type(url: str) -> str:
     return "video" if path.endswith(VIDEO_SUFFIXES) else "image"
 
 
+def media_entries(urls: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``images`` and ``videos`` entries for source URLs (``ossUrl`` stays None: not mirrored)."""
+    images: list[dict[str, Any]] = []
+    videos: list[dict[str, Any]] = []
+    for url in urls:
+        kind = _media_type(url)
+        (videos if kind == "video" else images).append(
+            {"ossUrl": None, "sourceUrl": url, "type": kind}
+        )
+    return images, videos
+
+
 def shape_output(ability: AbilityDefinition, data: Any) -> dict[str, Any]:
     """``texts``, ``images``, ``videos`` and ``assets`` from the run's ``data``."""
     output = end_output(data)
@@ -76,9 +88,7 @@ def shape_output(ability: AbilityDefinition, data: Any) -> dict[str, Any]:
             }
         )
     elif kind == "media":
-        for url in find_urls(loads_or_text(data)):
-            media = {"ossUrl": None, "sourceUrl": url, "type": _media_type(url)}
-            (videos if media["type"] == "video" else images).append(media)
+        images, videos = media_entries(find_urls(loads_or_text(data)))
         if output is not None and not images and not videos:
             texts.append(_text(output))
     return {"texts": texts, "images": images, "videos": videos, "assets": assets}

@@ -43,7 +43,6 @@ class InvokeResult(BaseModel):
     durationMs: int | None
     images: list[Media]
     videos: list[Media]
-    texts: list[str]
     assets: list[dict[str, Any]]
     metadata: dict[str, Any]
     raw: dict[str, Any]
@@ -61,6 +60,11 @@ class Task(BaseModel):
     updateTime: str
     resultPayload: dict[str, Any] | None
     errorPayload: dict[str, Any] | None
+
+
+class TaskList(BaseModel):
+    items: list[Task]
+    nextCursor: str | None
 
 
 class ErrorBody(BaseModel):

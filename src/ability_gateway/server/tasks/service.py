@@ -1,48 +1,66 @@
-"""Invocations and tasks.
+"""Invocations and tasks: accept, run or enqueue, wait, answer; query, list, cancel.
 
-A synchronous invocation is two short write transactions and one upstream run:
+A synchronous ability's invocation runs its first step inline, holding the job's
+lease itself (the job row is written with the task, so a crash mid-call is
+recovered by the sweeper): two write transactions and one upstream call.
 
-    accept:  validate -> INSERT task (running)                       [transaction 1]
-    run:     Coze /v1/workflow/run, retried on transient failures    [no transaction,
-                                                                      concurrent with 1]
-    finish:  INSERT call log(s) + UPDATE task (terminal)             [transaction 2,
-                                                                      after both]
+    accept:  INSERT task + job (leased to this process) [+ idempotency key]   [txn 1]
+    run:     Coze /v1/workflow/run, retried on transient failures              [no txn,
+                                                                                 concurrent with 1]
+    finish:  INSERT call log(s) + UPDATE task (terminal) + job done, fenced     [txn 2]
 
-Task states: queued -> running -> succeeded | failed | timeout | canceled.
+Other invocations (long generation abilities, ``Prefer: respond-async``) insert a
+queued task and job and answer 202 at once; the runner takes it from there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
-import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import orjson
-from sqlalchemy.engine import Connection
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError
 
 from ability_gateway.server.abilities.catalog import AbilityDefinition
 from ability_gateway.server.abilities.validation import build_parameters, is_http_url
 from ability_gateway.server.auth.service import Principal
+from ability_gateway.server.db import db_now_ms
 from ability_gateway.server.errors import (
     BadRequest,
+    Conflict,
     FieldError,
+    GatewayError,
     NotFound,
     NotImplementedYet,
     UpstreamError,
     UpstreamTimeout,
+    shorten,
 )
 from ability_gateway.server.ids import new_id
-from ability_gateway.server.providers.coze.client import RunOutcome
+from ability_gateway.server.models import idempotency_keys, tasks
+from ability_gateway.server.runner import repository as jobs_repository
+from ability_gateway.server.runner.repository import Lease
 from ability_gateway.server.state import GatewayState
 from ability_gateway.server.tasks import repository
-from ability_gateway.server.tasks.results import shape_output
-from ability_gateway.server.tasks.schemas import InvokeRequest
+from ability_gateway.server.tasks.schemas import TERMINAL_STATUSES, InvokeRequest
+from ability_gateway.server.tasks.steps import (
+    STATE_BY_STATUS,
+    TASK_JOB,
+    Finished,
+    TaskSnapshot,
+    external_failure,
+    external_success,
+)
 
 MAX_METADATA_BYTES = 16 * 1024
 MAX_CALLBACK_HEADERS = 20
+MAX_WAIT_SECONDS = 60.0
 # Headers a caller may not set on its callbacks: they belong to HTTP or to our signature.
 RESERVED_CALLBACK_HEADERS = frozenset(
     {
@@ -62,21 +80,33 @@ RESERVED_CALLBACK_HEADERS = frozenset(
     }
 )
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}$")
+# Visible ASCII and spaces: what every HTTP stack sends unchanged.
+_HEADER_VALUE_RE = re.compile(r"^[\x20-\x7e]{0,4096}$")
 
-STATE_BY_STATUS = {
-    "queued": "queued",
-    "running": "running",
-    "succeeded": "completed",
-    "failed": "failed",
-    "canceled": "canceled",
-    "timeout": "timeout",
-}
+
+@dataclass(frozen=True, slots=True)
+class InvokeOptions:
+    """What the request's headers ask for."""
+
+    wait_seconds: float
+    respond_async: bool = False
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeAnswer:
+    """The HTTP answer: 200 with a finished task's result, or 202 while it goes on."""
+
+    status_code: int
+    body: dict[str, Any]
+    task_id: str
+    retry_after: int | None = None
 
 
 def get_ability(gateway: GatewayState, ability_id: str) -> AbilityDefinition:
     ability = gateway.catalog.get(ability_id)
     if ability is None:
-        raise NotFound(f"Ability {ability_id!r} does not exist")
+        raise NotFound(f"Ability {shorten(ability_id)!r} does not exist")
     return ability
 
 
@@ -94,17 +124,111 @@ def _check_callback(body: InvokeRequest, errors: list[FieldError]) -> None:
             errors.append(FieldError(f"callbackHeaders.{name}", "is not a valid header name"))
         elif lowered in RESERVED_CALLBACK_HEADERS or lowered.startswith(("webhook-", "proxy-")):
             errors.append(FieldError(f"callbackHeaders.{name}", "is reserved by the gateway"))
-        elif any(c in value for c in "\r\n\0") or len(value) > 4096:
+        elif not _HEADER_VALUE_RE.match(value):
             errors.append(FieldError(f"callbackHeaders.{name}", "is not a valid header value"))
 
 
+MAX_METADATA_DEPTH = 32
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deeply ``value`` nests (stops counting past ``limit``)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > limit:
+            break
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return deepest
+
+
 def _check_metadata(body: InvokeRequest, errors: list[FieldError]) -> None:
-    if body.metadata is not None and len(orjson.dumps(body.metadata)) > MAX_METADATA_BYTES:
+    if body.metadata is None:
+        return
+    if _depth(body.metadata, MAX_METADATA_DEPTH) > MAX_METADATA_DEPTH:
+        errors.append(FieldError("metadata", f"must nest at most {MAX_METADATA_DEPTH} levels"))
+    elif len(orjson.dumps(body.metadata)) > MAX_METADATA_BYTES:
         errors.append(FieldError("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON"))
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+def iso_time(ms: int) -> str:
+    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def request_hash(ability_id: str, body: InvokeRequest) -> str:
+    canonical = orjson.dumps(
+        {"abilityId": ability_id, **body.model_dump(exclude_none=True)},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+# --- responses -------------------------------------------------------------------------
+
+
+def invoke_body(ability: AbilityDefinition, row: dict[str, Any] | RowMapping) -> dict[str, Any]:
+    """The spec §3.2.3 shape of a task, finished or not."""
+    status = row["status"]
+    payload = row["result_payload"] or {}
+    metadata = payload.get("metadata") or {
+        "model": ability.provider,
+        "state": STATE_BY_STATUS.get(status, status),
+        "taskId": row["id"],
+    }
+    if "metadata" not in payload and row.get("client_metadata") is not None:
+        metadata["client"] = row["client_metadata"]
+    return {
+        "abilityId": ability.id,
+        "provider": ability.provider,
+        "status": status,
+        "requestId": row["request_id"],
+        "logId": row["log_id"],
+        "durationMs": row["duration_ms"],
+        "texts": payload.get("texts", []),
+        "images": payload.get("images", []),
+        "videos": payload.get("videos", []),
+        "assets": payload.get("assets", []),
+        "metadata": metadata,
+        "raw": payload.get("raw", {}),
+    }
+
+
+def raise_for_task(row: dict[str, Any] | RowMapping) -> None:
+    """A failed, timed-out or canceled task answers with the uniform error body."""
+    status = row["status"]
+    if status not in ("failed", "timeout", "canceled"):
+        return
+    error = row["error_payload"] or {}
+    extra = {
+        "taskId": row["id"],
+        "logId": row["log_id"],
+        "debugUrl": error.get("debugUrl"),
+        "status": status,
+    }
+    message = str(error.get("message") or f"The task {status}")
+    if status == "timeout":
+        raise UpstreamTimeout(message, extra=extra)
+    if status == "canceled":
+        raise Conflict(message, extra=extra)
+    code = error.get("code")
+    raise UpstreamError(message, code=code if isinstance(code, int) else 502, extra=extra)
+
+
+def _answer(
+    ability: AbilityDefinition, row: dict[str, Any] | RowMapping, *, retry_after: int
+) -> InvokeAnswer:
+    if row["status"] in TERMINAL_STATUSES:
+        raise_for_task(row)
+        return InvokeAnswer(200, invoke_body(ability, row), row["id"])
+    return InvokeAnswer(202, invoke_body(ability, row), row["id"], retry_after=retry_after)
+
+
+# --- invoke ----------------------------------------------------------------------------
 
 
 async def invoke(
@@ -113,9 +237,8 @@ async def invoke(
     ability_id: str,
     body: InvokeRequest,
     request_id: str,
-) -> dict[str, Any]:
-    """Run a synchronous ability and return its spec §3.2.3 result (or raise its error)."""
-    started = time.perf_counter()
+    options: InvokeOptions,
+) -> InvokeAnswer:
     ability = get_ability(gateway, ability_id)
     errors: list[FieldError] = []
     _check_callback(body, errors)
@@ -127,156 +250,177 @@ async def invoke(
     parameters = build_parameters(ability, body.inputs, body.imageUrl)
     if ability.status != "active":
         raise BadRequest(f"Ability {ability.id!r} is {ability.status}")
-    if ability.mode == "external_job":
-        raise NotImplementedYet(
-            f"Ability {ability.id!r} runs as a long generation job; asynchronous tasks are "
-            "not in this version yet"
-        )
     executor = gateway.executors.choose(body.executorId)
 
     task_id = new_id("task")
-    accept = asyncio.ensure_future(
-        gateway.db.run_write(
-            partial(
-                repository.insert_task,
-                values={
-                    "id": task_id,
-                    "token_id": principal.token_id,
-                    "ability_id": ability.id,
-                    "executor_id": executor.id,
-                    "status": "running",
-                    "request_id": request_id,
-                    "inputs": parameters,
-                    "client_metadata": body.metadata,
-                    "callback_url": body.callbackUrl,
-                    "callback_headers": body.callbackHeaders,
-                },
+    inline = ability.mode == "sync" and not options.respond_async
+    status = "running" if inline else "queued"
+    task_values = {
+        "id": task_id,
+        "token_id": principal.token_id,
+        "ability_id": ability.id,
+        "executor_id": executor.id,
+        "status": status,
+        "request_id": request_id,
+        "inputs": parameters,
+        "client_metadata": body.metadata,
+        "callback_url": body.callbackUrl,
+        "callback_headers": body.callbackHeaders,
+    }
+    owner, ttl_ms = gateway.runner.lease
+    token = gateway.runner.new_token()
+    lease = (owner, token, ttl_ms) if inline else None
+    key = options.idempotency_key
+    digest = request_hash(ability.id, body) if key else None
+    idem_expired_before = int(gateway.settings.idempotency_hours * 3_600_000)
+
+    def accept(conn: Connection) -> int:
+        if key is not None:
+            # A key older than the retention is forgotten, then reused.
+            conn.execute(
+                delete(idempotency_keys).where(
+                    idempotency_keys.c.token_id == principal.token_id,
+                    idempotency_keys.c.key == key,
+                    idempotency_keys.c.created_at < db_now_ms() - idem_expired_before,
+                )
             )
+            conn.execute(
+                insert(idempotency_keys).values(
+                    token_id=principal.token_id,
+                    key=key,
+                    request_hash=digest,
+                    task_id=task_id,
+                    created_at=db_now_ms(),
+                )
+            )
+        repository.insert_task(conn, task_values, int(ability.timeout_seconds * 1000))
+        return jobs_repository.insert_job(
+            conn, kind=TASK_JOB, task_id=task_id, payload={"phase": "start"}, lease=lease
         )
+
+    # The task and its job commit before anything runs upstream: a crash after this point
+    # leaves a leased job that the sweeper hands to a runner.
+    try:
+        job_id = await gateway.db.run_write(accept)
+    except IntegrityError:
+        if key is None:
+            raise
+        return await _replay(gateway, principal, ability, key, digest or "", options)
+
+    if not inline:
+        gateway.runner.wake()
+        row = {**task_values, "log_id": None, "duration_ms": None, "result_payload": None}
+        return _answer(ability, row, retry_after=ability.retry_after_seconds)
+
+    snapshot = TaskSnapshot(
+        id=task_id,
+        ability_id=ability.id,
+        executor_id=executor.id,
+        status=status,
+        request_id=request_id,
+        inputs=parameters,
+        client_metadata=body.metadata,
+        remaining_s=ability.timeout_seconds,
     )
-    # The upstream call starts while the task row commits (a fraction of a millisecond,
-    # against tens of milliseconds upstream): the commit is off the latency path, and the
-    # result is only recorded, and answered, once the task row exists.
-    loop = asyncio.get_running_loop()
-    run = asyncio.ensure_future(
-        executor.run_workflow(
-            ability.workflow_id, parameters, deadline=loop.time() + ability.timeout_seconds
-        )
+    holder = Finished()
+    leased = Lease(
+        id=job_id,
+        kind=TASK_JOB,
+        task_id=task_id,
+        payload={"phase": "start"},
+        token=token,
+        steps=1,
+        crash_count=0,
     )
 
-    async def complete() -> dict[str, Any]:
-        try:
-            await accept
-        except BaseException:
-            run.cancel()
-            raise
-        outcome = await run
-        duration_ms = int((time.perf_counter() - started) * 1000)
-        return await _finish(
-            gateway, ability, task_id, executor.id, body, request_id, outcome, duration_ms
-        )
+    async def run_first_step() -> dict[str, Any] | None:
+        result = await gateway.runner.run_leased(leased, preloaded=(snapshot, holder))
+        if result is None or result.state == "queued":
+            return None
+        return holder.row
 
     # A caller that hangs up does not stop the task: it still finishes and is recorded.
-    work = gateway.track(complete())
-    return await asyncio.shield(work)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    work = gateway.track(run_first_step())
+    try:
+        finished = await asyncio.wait_for(asyncio.shield(work), timeout=options.wait_seconds)
+    except TimeoutError:
+        finished = None
+    if finished is not None:
+        return _answer(ability, finished, retry_after=ability.retry_after_seconds)
+    # The first step did not end the task (it waits on Coze or on another step): wait on.
+    left = max(0.0, options.wait_seconds - (loop.time() - started))
+    return await _wait_and_answer(gateway, principal, ability, task_id, left)
 
 
-async def _finish(
+async def _wait_and_answer(
     gateway: GatewayState,
+    principal: Principal,
     ability: AbilityDefinition,
     task_id: str,
-    executor_id: str,
-    body: InvokeRequest,
-    request_id: str,
-    outcome: RunOutcome,
-    duration_ms: int,
-) -> dict[str, Any]:
-    last = outcome.last if outcome.calls else None
-    execute_id = last.execute_id if last else None
-    debug_url = last.debug_url if last else None
-    result_payload: dict[str, Any] | None = None
-    error_payload: dict[str, Any] | None = None
-    if outcome.kind == "succeeded" and last is not None and last.response is not None:
-        status = "succeeded"
-        result_payload = shape_output(ability, last.response.get("data"))
-        metadata: dict[str, Any] = {
-            "model": ability.provider,
-            "state": STATE_BY_STATUS[status],
-            "taskId": task_id,
-            "executeId": execute_id,
-            "debugUrl": debug_url,
-            "executorId": executor_id,
-            "workflowId": ability.workflow_id,
-        }
-        usage = last.response.get("usage")
-        if isinstance(usage, dict):
-            metadata["usage"] = usage
-        if body.metadata is not None:
-            metadata["client"] = body.metadata
-        result_payload["metadata"] = metadata
-        result_payload["raw"] = {"response": last.response}
-    elif outcome.kind == "timeout":
-        status = "timeout"
-        error_payload = {
-            "code": 504,
-            "message": f"The workflow did not finish within {ability.timeout_seconds:g} s",
-        }
-    elif outcome.kind == "workflow_error" and last is not None:
-        status = "failed"
-        error_payload = {
-            "code": last.code,
-            "message": last.message or "Workflow execution failed",
-            "debugUrl": debug_url,
-            "executeId": execute_id,
-            "cozeLogId": last.logid,
-        }
-    else:
-        status = "failed"
-        error_payload = {
-            "code": 502,
-            "message": (last.error if last else None) or "Coze could not be reached",
-        }
+    wait_seconds: float,
+) -> InvokeAnswer:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    while True:
+        async with gateway.db.read() as conn:
+            row = await repository.get_task(conn, task_id, principal.token_id)
+        if row is None:
+            raise NotFound(f"Task {shorten(task_id)!r} does not exist")
+        remaining = deadline - loop.time()
+        if row["status"] in TERMINAL_STATUSES or remaining <= 0:
+            return _answer(ability, row, retry_after=ability.retry_after_seconds)
+        await gateway.task_events.wait(task_id, min(remaining, 1.0))
 
-    def record(conn: Connection) -> int | None:
-        log_id = repository.insert_call_logs(conn, task_id, executor_id, outcome.calls)
-        error = None if error_payload is None else {**error_payload, "logId": log_id}
-        repository.finish_task(
-            conn,
-            task_id,
-            {
-                "status": status,
-                "log_id": log_id,
-                "execute_id": execute_id,
-                "result_payload": result_payload,
-                "error_payload": error,
-                "duration_ms": duration_ms,
-            },
+
+async def _replay(
+    gateway: GatewayState,
+    principal: Principal,
+    ability: AbilityDefinition,
+    key: str,
+    digest: str,
+    options: InvokeOptions,
+) -> InvokeAnswer:
+    async with gateway.db.read() as conn:
+        row = (
+            (
+                await conn.execute(
+                    select(idempotency_keys.c.request_hash, idempotency_keys.c.task_id).where(
+                        idempotency_keys.c.token_id == principal.token_id,
+                        idempotency_keys.c.key == key,
+                    )
+                )
+            )
+            .mappings()
+            .first()
         )
-        return log_id
+    if row is None:  # pragma: no cover - the insert conflicted, so the key exists
+        raise GatewayError("Idempotency key vanished")
+    if row["request_hash"] != digest:
+        raise Conflict(
+            "This Idempotency-Key was used with a different request",
+            extra={"taskId": row["task_id"]},
+        )
+    wait = 0.0 if options.respond_async else options.wait_seconds
+    return await _wait_and_answer(gateway, principal, ability, row["task_id"], wait)
 
-    log_id = await gateway.db.run_write(record)
-    if error_payload is not None:
-        error_payload["logId"] = log_id
 
-    if error_payload is not None:
-        extra = {
-            "taskId": task_id,
-            "logId": log_id,
-            "debugUrl": error_payload.get("debugUrl"),
-            "status": status,
-        }
-        if status == "timeout":
-            raise UpstreamTimeout(error_payload["message"], extra=extra)
-        raise UpstreamError(error_payload["message"], code=error_payload["code"], extra=extra)
-    assert result_payload is not None
+# --- queries and cancel ----------------------------------------------------------------
+
+
+def task_view(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
+    """Spec §3.3."""
     return {
-        "abilityId": ability.id,
-        "provider": ability.provider,
-        "status": status,
-        "requestId": request_id,
-        "logId": log_id,
-        "durationMs": duration_ms,
-        **result_payload,
+        "id": row["id"],
+        "abilityId": row["ability_id"],
+        "status": row["status"],
+        "requestId": row["request_id"],
+        "logId": row["log_id"],
+        "createTime": iso_time(row["created_at"]),
+        "updateTime": iso_time(row["updated_at"]),
+        "resultPayload": row["result_payload"],
+        "errorPayload": row["error_payload"],
     }
 
 
@@ -284,15 +428,110 @@ async def get_task(gateway: GatewayState, principal: Principal, task_id: str) ->
     async with gateway.db.read() as conn:
         row = await repository.get_task(conn, task_id, principal.token_id)
     if row is None:
-        raise NotFound(f"Task {task_id!r} does not exist")
+        raise NotFound(f"Task {shorten(task_id)!r} does not exist")
+    return task_view(row)
+
+
+async def list_tasks(
+    gateway: GatewayState,
+    principal: Principal,
+    *,
+    status: str | None,
+    ability_id: str | None,
+    cursor: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    async with gateway.db.read() as conn:
+        rows = await repository.list_tasks(
+            conn,
+            principal.token_id,
+            status=status,
+            ability_id=ability_id,
+            cursor=cursor,
+            limit=limit + 1,
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
     return {
-        "id": row["id"],
-        "abilityId": row["ability_id"],
-        "status": row["status"],
-        "requestId": row["request_id"],
-        "logId": row["log_id"],
-        "createTime": _iso(row["created_at"]),
-        "updateTime": _iso(row["updated_at"]),
-        "resultPayload": row["result_payload"],
-        "errorPayload": row["error_payload"],
+        "items": [task_view(r) for r in rows],
+        "nextCursor": rows[-1]["id"] if more and rows else None,
     }
+
+
+async def cancel_task(gateway: GatewayState, principal: Principal, task_id: str) -> dict[str, Any]:
+    def cancel(conn: Connection) -> dict[str, Any] | None:
+        row = repository.cancel_task(conn, task_id, principal.token_id)
+        if row is None:
+            return None
+        jobs_repository.end_for_task(conn, task_id, "canceled")
+        return dict(row)
+
+    canceled = await gateway.db.run_write(cancel)
+    if canceled is None:
+        async with gateway.db.read() as conn:
+            current = await repository.get_task(conn, task_id, principal.token_id)
+        if current is None:
+            raise NotFound(f"Task {shorten(task_id)!r} does not exist")
+        raise Conflict(
+            f"Task {task_id!r} already finished ({current['status']}) and cannot be canceled",
+            extra={"taskId": task_id, "status": current["status"]},
+        )
+    gateway.task_events.notify(task_id)
+    async with gateway.db.read() as conn:
+        row = await repository.get_task(conn, task_id, principal.token_id)
+    assert row is not None
+    return task_view(row)
+
+
+# --- inbound completion notices of external generation jobs ----------------------------
+
+
+async def complete_external_job(
+    gateway: GatewayState, external_id: str, notice: dict[str, Any]
+) -> bool:
+    """Finish the task waiting on ``external_id`` from a verified notice.
+
+    False when no task waits on that id. Idempotent: a task that already finished
+    (an earlier notice, a poll, a cancel, a timeout) is left as it is.
+    """
+
+    def complete(conn: Connection) -> bool | None:
+        row = repository.find_by_external_id(conn, external_id)
+        if row is None:
+            return None
+        if row["status"] in TERMINAL_STATUSES:
+            return False
+        ability = gateway.catalog.get(row["ability_id"])
+        snapshot = TaskSnapshot(
+            id=row["id"],
+            ability_id=row["ability_id"],
+            executor_id=row["executor_id"],
+            status=row["status"],
+            request_id=row["request_id"],
+            inputs=row["inputs"] or {},
+            client_metadata=row["client_metadata"],
+            remaining_s=1.0,
+            external_id=external_id,
+        )
+        payload = {"externalId": external_id, "executeId": row["execute_id"]}
+        state = str(notice.get("status", "")).lower()
+        if state in ("succeeded", "success", "done", "completed") and ability is not None:
+            result = external_success(ability, snapshot, [], payload, notice, None)
+        else:
+            result = external_failure(snapshot, [], payload, notice, None)
+        assert result.writes is not None
+        result.writes(conn)
+        jobs_repository.end_for_task(conn, row["id"], "done")
+        return True
+
+    outcome = await gateway.db.run_write(complete)
+    if outcome is None:
+        return False
+    if outcome:
+        async with gateway.db.read() as conn:
+            task_id = (
+                await conn.execute(select(tasks.c.id).where(tasks.c.external_id == external_id))
+            ).scalar()
+        if task_id:
+            gateway.task_events.notify(task_id)
+    return True

@@ -80,8 +80,11 @@ class CozeExecutor:
         max_connections: int = 256,
         max_retries: int = 2,
         retry_backoff: float = 0.5,
+        allow_async: bool = False,
     ) -> None:
         self.id = executor_id
+        # Whether this account's plan allows `is_async` runs (Coze answers 6003 otherwise).
+        self.allow_async = allow_async
         self.base_url = base_url.rstrip("/")
         self._headers = {
             "Authorization": f"Bearer {token}",
@@ -139,17 +142,61 @@ class CozeExecutor:
             await asyncio.sleep(delay)
         return outcome
 
+    async def submit_async(
+        self, workflow_id: str, parameters: dict[str, Any], *, deadline: float
+    ) -> RunOutcome:
+        """Start an ``is_async`` run (paid plans); ``last.execute_id`` identifies it."""
+        loop = asyncio.get_running_loop()
+        body = {"workflow_id": workflow_id, "parameters": parameters, "is_async": True}
+        outcome = RunOutcome(kind="transport_error")
+        for attempt in range(self.max_retries + 1):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                outcome.kind = "timeout"
+                break
+            call, kind, retry = await self._send(
+                "POST", "/v1/workflow/run", "workflow.submit", body, min(remaining, 30.0)
+            )
+            outcome.calls.append(call)
+            outcome.kind = kind
+            if kind == "succeeded" and not call.execute_id:
+                call.error = "Coze accepted the async run without an execute_id"
+                outcome.kind = "transport_error"
+            if not retry or attempt == self.max_retries:
+                break
+            await asyncio.sleep(self.retry_backoff * (2**attempt))
+        return outcome
+
+    async def get_run_history(
+        self, workflow_id: str, execute_id: str, *, timeout: float
+    ) -> CozeCall:
+        """One poll of an async run: ``GET /v1/workflows/{wid}/run_histories/{eid}``."""
+        path = f"/v1/workflows/{workflow_id}/run_histories/{execute_id}"
+        call, _, _ = await self._send("GET", path, "workflow.history", None, timeout, workflow_id)
+        return call
+
     async def _post(
         self, path: str, operation: str, body: dict[str, Any], timeout: float
     ) -> tuple[CozeCall, OutcomeKind, bool]:
-        call = CozeCall(
-            operation=operation, workflow_id=str(body["workflow_id"]), request_body=body
-        )
+        return await self._send("POST", path, operation, body, timeout)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        body: dict[str, Any] | None,
+        timeout: float,
+        workflow_id: str | None = None,
+    ) -> tuple[CozeCall, OutcomeKind, bool]:
+        wid = workflow_id if body is None else str(body["workflow_id"])
+        call = CozeCall(operation=operation, workflow_id=wid or "", request_body=body)
         started = time.perf_counter()
         try:
-            async with self._client().post(
+            async with self._client().request(
+                method,
                 self.base_url + path,
-                data=orjson.dumps(body),
+                data=None if body is None else orjson.dumps(body),
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 allow_redirects=False,
             ) as resp:

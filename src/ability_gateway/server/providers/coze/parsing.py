@@ -7,23 +7,27 @@ double-encoded, fields go missing. Nothing here raises on a strange body.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 
+_INT_RE = re.compile(r"^-?[0-9]{1,18}$")  # ASCII digits only, always within 64 bits
+_INT64 = 2**63
+
 
 def as_int(value: Any) -> int | None:
-    """An int from an int, a numeric string or a float; None for anything else or ""."""
+    """An int from an int, a numeric string or a float; None for anything else or "".
+
+    Only values that fit a 64-bit column: a code is stored in the call log."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
+        return value if -_INT64 <= value < _INT64 else None
+    if isinstance(value, float) and value.is_integer() and abs(value) < _INT64:
         return int(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("-").isdigit():
-            return int(text)
+    if isinstance(value, str) and _INT_RE.match(value.strip()):
+        return int(value.strip())
     return None
 
 

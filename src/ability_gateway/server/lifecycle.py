@@ -1,0 +1,65 @@
+"""Building and tearing down one process's gateway state (shared by `serve` and `worker`)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from ability_gateway.server.abilities.catalog import Catalog
+from ability_gateway.server.auth.service import TokenCache
+from ability_gateway.server.config import Settings
+from ability_gateway.server.db import Database
+from ability_gateway.server.executors.registry import ExecutorRegistry
+from ability_gateway.server.migrate import upgrade_to_head
+from ability_gateway.server.runner.runner import Runner
+from ability_gateway.server.state import GatewayState
+from ability_gateway.server.tasks.steps import crash_writes
+
+logger = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def gateway_state(
+    settings: Settings, catalog: Catalog, *, run_jobs: bool
+) -> AsyncIterator[GatewayState]:
+    db = Database(settings.resolved_database_url)
+    await upgrade_to_head(db)
+    executors = ExecutorRegistry.from_settings(settings)
+    state = GatewayState(
+        settings=settings,
+        db=db,
+        catalog=catalog,
+        executors=executors,
+        token_cache=TokenCache(settings.auth_cache_seconds),
+    )
+    state.runner = Runner(
+        state,
+        concurrency=settings.runner_concurrency,
+        poll_seconds=settings.runner_poll_seconds,
+        lease_seconds=settings.lease_seconds,
+        sweep_seconds=settings.sweep_seconds,
+        max_crashes=settings.max_crashes,
+        on_crashed_task=crash_writes,
+    )
+    if run_jobs:
+        state.runner.start()
+    # Everything allocated so far lives as long as the process: keep it out of the
+    # collector's generations, so collections stay short (they were the p99 spikes).
+    gc.collect()
+    gc.freeze()
+    logger.info(
+        "gateway ready: %d abilities, database %s, runner %s",
+        len(catalog.all()),
+        db.url.render_as_string(hide_password=True),
+        state.runner.owner if run_jobs else "off",
+    )
+    try:
+        yield state
+    finally:
+        await state.drain(timeout=settings.shutdown_grace_seconds)
+        if run_jobs:
+            await state.runner.stop(grace_seconds=settings.shutdown_grace_seconds)
+        await executors.close()
+        await db.dispose()

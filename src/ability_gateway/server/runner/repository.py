@@ -1,0 +1,248 @@
+"""Every query on the jobs table: enqueue, claim, heartbeat, fenced finish, sweep.
+
+All due-time and lease comparisons use the database clock (``db_now_ms``), so
+nodes with skewed clocks agree. Writes are sync functions for ``Database.run_write``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
+
+from ability_gateway.server.db import db_now_ms
+from ability_gateway.server.models import jobs
+
+ACTIVE_STATES = ("queued", "running")
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A claimed job: what a step needs, and the token that proves the claim."""
+
+    id: int
+    kind: str
+    task_id: str | None
+    payload: dict[str, Any]
+    token: str
+    steps: int
+    crash_count: int
+
+
+_INSERT_QUEUED = (
+    insert(jobs)
+    .values(
+        state="queued",
+        next_run_at=db_now_ms() + bindparam("b_delay"),
+        steps=0,
+        crash_count=0,
+        created_at=db_now_ms(),
+        updated_at=db_now_ms(),
+    )
+    .returning(jobs.c.id)
+)
+_INSERT_LEASED = (
+    insert(jobs)
+    .values(
+        state="running",
+        next_run_at=db_now_ms(),
+        lease_expires_at=db_now_ms() + bindparam("b_ttl"),
+        steps=1,
+        crash_count=0,
+        created_at=db_now_ms(),
+        updated_at=db_now_ms(),
+    )
+    .returning(jobs.c.id)
+)
+
+
+def insert_job(
+    conn: Connection,
+    *,
+    kind: str,
+    task_id: str | None,
+    payload: dict[str, Any],
+    delay_ms: int = 0,
+    lease: tuple[str, str, int] | None = None,
+) -> int:
+    """Enqueue a job due after ``delay_ms``. With ``lease`` = (owner, token, ttl_ms) the job is
+    created already claimed by that owner: the request handler that runs its first step."""
+    values: dict[str, Any] = {"kind": kind, "task_id": task_id, "payload": payload}
+    if lease is None:
+        result = conn.execute(_INSERT_QUEUED, {**values, "b_delay": delay_ms})
+    else:
+        owner, token, ttl_ms = lease
+        values.update(lease_owner=owner, lease_token=token, b_ttl=ttl_ms)
+        result = conn.execute(_INSERT_LEASED, values)
+    return int(result.scalar_one())
+
+
+def claim(conn: Connection, owner: str, token: str, ttl_ms: int, limit: int) -> list[Lease]:
+    """Lease up to ``limit`` due jobs (one statement; SKIP LOCKED where the database has it)."""
+    due = (
+        select(jobs.c.id)
+        .where(jobs.c.state == "queued", jobs.c.next_run_at <= db_now_ms())
+        .order_by(jobs.c.next_run_at, jobs.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        update(jobs)
+        .where(jobs.c.id.in_(due), jobs.c.state == "queued")
+        .values(
+            state="running",
+            lease_owner=owner,
+            lease_token=token,
+            lease_expires_at=db_now_ms() + ttl_ms,
+            steps=jobs.c.steps + 1,
+            updated_at=db_now_ms(),
+        )
+        .returning(
+            jobs.c.id,
+            jobs.c.kind,
+            jobs.c.task_id,
+            jobs.c.payload,
+            jobs.c.steps,
+            jobs.c.crash_count,
+        )
+    ).all()
+    return [
+        Lease(r.id, r.kind, r.task_id, r.payload or {}, token, r.steps, r.crash_count) for r in rows
+    ]
+
+
+_HEARTBEAT = (
+    update(jobs)
+    .where(
+        jobs.c.id == bindparam("b_id"),
+        jobs.c.lease_token == bindparam("b_token"),
+        jobs.c.state == "running",
+    )
+    .values(lease_expires_at=db_now_ms() + bindparam("b_ttl"), updated_at=db_now_ms())
+)
+
+
+def heartbeat(conn: Connection, job_id: int, token: str, ttl_ms: int) -> bool:
+    """Extend a lease; False when it is no longer ours (lost, or the job was canceled)."""
+    result = conn.execute(_HEARTBEAT, {"b_id": job_id, "b_token": token, "b_ttl": ttl_ms})
+    return bool(result.rowcount)
+
+
+def finish(
+    conn: Connection,
+    job_id: int,
+    token: str,
+    *,
+    state: str,
+    payload: dict[str, Any] | None = None,
+    delay_ms: int = 0,
+    error: str | None = None,
+    crashed: bool = False,
+) -> bool:
+    """End a step, only if the lease is still ours (fencing). ``state`` "queued" reschedules
+    the job ``delay_ms`` from now; "done", "failed" or "canceled" end it. ``crashed`` counts
+    the step as a crash (an unexpected error in the step)."""
+    values: dict[str, Any] = {
+        "state": state,
+        "lease_owner": None,
+        "lease_token": None,
+        "lease_expires_at": None,
+        "updated_at": db_now_ms(),
+        "last_error": error,
+    }
+    if payload is not None:
+        values["payload"] = payload
+    if state == "queued":
+        values["next_run_at"] = db_now_ms() + delay_ms
+    if crashed:
+        values["crash_count"] = jobs.c.crash_count + 1
+    result = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.lease_token == token, jobs.c.state == "running")
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+def end_for_task(conn: Connection, task_id: str, state: str) -> int:
+    """End a task's active jobs whoever holds them (cancel, an inbound completion notice).
+
+    A runner still working on one finds its lease gone at its next heartbeat or
+    fenced finish, and drops what it was doing.
+    """
+    result = conn.execute(
+        update(jobs)
+        .where(jobs.c.task_id == task_id, jobs.c.state.in_(ACTIVE_STATES))
+        .values(
+            state=state,
+            lease_owner=None,
+            lease_token=None,
+            lease_expires_at=None,
+            updated_at=db_now_ms(),
+        )
+    )
+    return int(result.rowcount)
+
+
+def expired(conn: Connection, limit: int) -> list[Any]:
+    """Running jobs whose lease ran out: their runner died (or stalled past its lease)."""
+    return list(
+        conn.execute(
+            select(jobs.c.id, jobs.c.task_id, jobs.c.crash_count, jobs.c.lease_owner)
+            .where(jobs.c.state == "running", jobs.c.lease_expires_at < db_now_ms())
+            .order_by(jobs.c.lease_expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+    )
+
+
+def requeue_crashed(conn: Connection, job_id: int, owner: str | None) -> bool:
+    result = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.state == "running", jobs.c.lease_owner == owner)
+        .where(jobs.c.lease_expires_at < db_now_ms())
+        .values(
+            state="queued",
+            lease_owner=None,
+            lease_token=None,
+            lease_expires_at=None,
+            next_run_at=db_now_ms(),
+            crash_count=jobs.c.crash_count + 1,
+            last_error=f"runner {owner} lost its lease (crashed or stalled)",
+            updated_at=db_now_ms(),
+        )
+    )
+    return bool(result.rowcount)
+
+
+def fail_crashed(conn: Connection, job_id: int, owner: str | None, reason: str) -> bool:
+    result = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.state == "running", jobs.c.lease_owner == owner)
+        .where(jobs.c.lease_expires_at < db_now_ms())
+        .values(
+            state="failed",
+            lease_owner=None,
+            lease_token=None,
+            lease_expires_at=None,
+            crash_count=jobs.c.crash_count + 1,
+            last_error=reason,
+            updated_at=db_now_ms(),
+        )
+    )
+    return bool(result.rowcount)
+
+
+def next_due_in_ms(conn: Connection) -> int | None:
+    """How long until the next queued job is due (None: nothing queued)."""
+    value = conn.execute(
+        select(jobs.c.next_run_at - db_now_ms())
+        .where(jobs.c.state == "queued")
+        .order_by(jobs.c.next_run_at)
+        .limit(1)
+    ).scalar()
+    return None if value is None else int(value)

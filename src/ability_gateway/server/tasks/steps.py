@@ -1,0 +1,594 @@
+"""The steps of a task's job (kind ``task.run``): a state machine kept in the job's payload.
+
+    start ──sync run──────────────────────────────▶ output
+      └──async submit──▶ coze_poll ──Success──────▶ output
+                          (run history, 1 s → 10 s; throttling slows down)
+    output ──text/json/media ability──▶ succeeded
+           └──external_job ability──▶ external ──query workflow says done──▶ succeeded | failed
+                                       (or a signed completion notice ends it: service.py)
+
+Any phase: Coze's error → failed (Coze's code); no answer → failed (502); the task's
+deadline → timeout. Each step is short; a wait is a rescheduled step (``next_run_at``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy.engine import Connection
+
+from ability_gateway.server.abilities.catalog import AbilityDefinition
+from ability_gateway.server.providers.coze.client import CozeCall, CozeExecutor, RunOutcome
+from ability_gateway.server.providers.coze.parsing import (
+    as_int,
+    as_str,
+    end_output,
+    history_end_vars,
+    loads_or_text,
+)
+from ability_gateway.server.runner.steps import StepContext, StepResult, step
+from ability_gateway.server.tasks import repository
+from ability_gateway.server.tasks.results import find_urls, media_entries, shape_output
+from ability_gateway.server.tasks.schemas import TERMINAL_STATUSES
+
+TASK_JOB = "task.run"
+# Coze drops a synchronous run's connection at about 90 s (reference §6).
+SYNC_RUN_CAP_SECONDS = 95.0
+HISTORY_POLL_FIRST = 1.0
+HISTORY_POLL_MAX = 10.0
+THROTTLED_MAX = 30.0
+THROTTLE_CODES = frozenset({4009, 4013, 4020})
+
+STATE_BY_STATUS = {
+    "queued": "queued",
+    "running": "running",
+    "succeeded": "completed",
+    "failed": "failed",
+    "canceled": "canceled",
+    "timeout": "timeout",
+}
+
+
+@dataclass(slots=True)
+class TaskSnapshot:
+    """What a step needs to know about its task."""
+
+    id: str
+    ability_id: str
+    executor_id: str | None
+    status: str
+    request_id: str
+    inputs: dict[str, Any]
+    client_metadata: dict[str, Any] | None
+    remaining_s: float
+    external_id: str | None = None
+
+
+@dataclass(slots=True)
+class Finished:
+    """Filled by a finishing write with the task row it committed (for the response)."""
+
+    row: dict[str, Any] | None = None
+
+
+# --- the writes a step ends with -------------------------------------------------------
+
+
+def _record_calls(conn: Connection, task: TaskSnapshot, calls: list[CozeCall]) -> int | None:
+    if not calls:
+        return None
+    return repository.insert_call_logs(conn, task.id, task.executor_id or "", calls)
+
+
+def finish_writes(
+    task: TaskSnapshot,
+    calls: list[CozeCall],
+    *,
+    status: str,
+    result_payload: dict[str, Any] | None = None,
+    error_payload: dict[str, Any] | None = None,
+    execute_id: str | None = None,
+    holder: Finished | None = None,
+) -> Callable[[Connection], None]:
+    def write(conn: Connection) -> None:
+        log_id = _record_calls(conn, task, calls)
+        error = error_payload
+        if error is not None and log_id is not None:
+            error = {**error, "logId": log_id}
+        row = repository.finish_task(
+            conn,
+            task.id,
+            status=status,
+            log_id=log_id,
+            execute_id=execute_id,
+            result_payload=result_payload,
+            error_payload=error,
+        )
+        if holder is not None:
+            holder.row = None if row is None else dict(row)
+
+    return write
+
+
+def progress_writes(
+    task: TaskSnapshot,
+    calls: list[CozeCall],
+    *,
+    execute_id: str | None = None,
+    external_id: str | None = None,
+) -> Callable[[Connection], None]:
+    def write(conn: Connection) -> None:
+        log_id = _record_calls(conn, task, calls)
+        repository.mark_running(
+            conn, task.id, log_id=log_id, execute_id=execute_id, external_id=external_id
+        )
+
+    return write
+
+
+# --- results ---------------------------------------------------------------------------
+
+
+def success_payload(
+    ability: AbilityDefinition,
+    task: TaskSnapshot,
+    shaped: dict[str, Any],
+    *,
+    executor_id: str | None,
+    execute_id: str | None,
+    debug_url: str | None,
+    raw: dict[str, Any] | None,
+    usage: Any = None,
+    external_id: str | None = None,
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "model": ability.provider,
+        "state": STATE_BY_STATUS["succeeded"],
+        "taskId": task.id,
+        "executeId": execute_id,
+        "debugUrl": debug_url,
+        "executorId": executor_id,
+        "workflowId": ability.workflow_id,
+    }
+    if isinstance(usage, dict):
+        metadata["usage"] = usage
+    if external_id is not None:
+        metadata["externalJobId"] = external_id
+    if task.client_metadata is not None:
+        metadata["client"] = task.client_metadata
+    return {**shaped, "metadata": metadata, "raw": raw or {}}
+
+
+def succeed(
+    ability: AbilityDefinition,
+    task: TaskSnapshot,
+    calls: list[CozeCall],
+    shaped: dict[str, Any],
+    *,
+    execute_id: str | None,
+    debug_url: str | None,
+    raw: dict[str, Any] | None,
+    usage: Any = None,
+    external_id: str | None = None,
+    holder: Finished | None = None,
+) -> StepResult:
+    payload = success_payload(
+        ability,
+        task,
+        shaped,
+        executor_id=task.executor_id,
+        execute_id=execute_id,
+        debug_url=debug_url,
+        raw=raw,
+        usage=usage,
+        external_id=external_id,
+    )
+    try:
+        orjson.dumps(payload)
+    except (TypeError, orjson.JSONEncodeError):
+        # E.g. an output nested deeper than JSON encoders accept: fail visibly, not a 500.
+        message = "The workflow's output could not be stored (nested too deeply)"
+        return fail(task, calls, {"code": 502, "message": message}, holder=holder)
+    writes = finish_writes(
+        task,
+        calls,
+        status="succeeded",
+        result_payload=payload,
+        execute_id=execute_id,
+        holder=holder,
+    )
+    return StepResult("done", writes=writes, touched_task=task.id)
+
+
+def fail(
+    task: TaskSnapshot,
+    calls: list[CozeCall],
+    error_payload: dict[str, Any],
+    *,
+    status: str = "failed",
+    execute_id: str | None = None,
+    holder: Finished | None = None,
+) -> StepResult:
+    writes = finish_writes(
+        task,
+        calls,
+        status=status,
+        error_payload=error_payload,
+        execute_id=execute_id,
+        holder=holder,
+    )
+    return StepResult("done", writes=writes, touched_task=task.id)
+
+
+def timeout_result(
+    ability: AbilityDefinition, task: TaskSnapshot, calls: list[CozeCall], holder: Finished | None
+) -> StepResult:
+    message = f"The task did not finish within the ability's {ability.timeout_seconds:g} s"
+    return fail(task, calls, {"code": 504, "message": message}, status="timeout", holder=holder)
+
+
+def upstream_failure(
+    ability: AbilityDefinition,
+    task: TaskSnapshot,
+    outcome: RunOutcome,
+    *,
+    sync_cap_hit: bool = False,
+    holder: Finished | None = None,
+) -> StepResult:
+    last = outcome.last if outcome.calls else None
+    if outcome.kind == "timeout":
+        if sync_cap_hit:
+            message = (
+                f"Coze did not answer the synchronous run within {SYNC_RUN_CAP_SECONDS:g} s "
+                "(allow async runs for long workflows: GATEWAY_COZE_ALLOW_ASYNC)"
+            )
+            return fail(
+                task,
+                outcome.calls,
+                {"code": 504, "message": message},
+                status="timeout",
+                holder=holder,
+            )
+        return timeout_result(ability, task, outcome.calls, holder)
+    if outcome.kind == "workflow_error" and last is not None:
+        error = {
+            "code": last.code,
+            "message": last.message or "Workflow execution failed",
+            "debugUrl": last.debug_url,
+            "executeId": last.execute_id,
+            "cozeLogId": last.logid,
+        }
+        return fail(task, outcome.calls, error, execute_id=last.execute_id, holder=holder)
+    # The transport detail (addresses, exceptions) stays in the call log, not in the answer.
+    if last is not None and last.http_status is None:
+        message = "Coze could not be reached"
+    else:
+        message = "Coze answered without a usable response"
+    return fail(task, outcome.calls, {"code": 502, "message": message}, holder=holder)
+
+
+# --- the step --------------------------------------------------------------------------
+
+
+async def load_snapshot(ctx: StepContext) -> TaskSnapshot | None:
+    task_id = ctx.lease.task_id
+    if task_id is None:
+        return None
+    async with ctx.gateway.db.read() as conn:
+        row = await repository.load_for_step(conn, task_id)
+    if row is None:
+        return None
+    return TaskSnapshot(
+        id=row["id"],
+        ability_id=row["ability_id"],
+        executor_id=row["executor_id"],
+        status=row["status"],
+        request_id=row["request_id"],
+        inputs=row["inputs"] or {},
+        client_metadata=row["client_metadata"],
+        remaining_s=(row["remaining_ms"] or 0) / 1000,
+        external_id=row["external_id"],
+    )
+
+
+@step(TASK_JOB)
+async def run_task(ctx: StepContext) -> StepResult:
+    preloaded: tuple[TaskSnapshot, Finished] | None = ctx.preloaded
+    if preloaded is not None:
+        task, holder = preloaded
+    else:
+        loaded = await load_snapshot(ctx)
+        if loaded is None:
+            return StepResult("done", error="the task no longer exists")
+        task, holder = loaded, Finished()
+    if task.status in TERMINAL_STATUSES:
+        return StepResult("done")
+    gateway = ctx.gateway
+    ability = gateway.catalog.get(task.ability_id)
+    if ability is None:
+        message = f"Ability {task.ability_id!r} is no longer in the catalog"
+        return fail(task, [], {"code": 500, "message": message}, holder=holder)
+    if task.remaining_s <= 0:
+        return timeout_result(ability, task, [], holder)
+    executor = gateway.executors.get(task.executor_id)
+    if executor is None:
+        message = f"Executor {task.executor_id!r} is no longer configured"
+        return fail(task, [], {"code": 503, "message": message}, holder=holder)
+    if task.status == "queued":
+        await gateway.db.run_write(lambda conn: repository.mark_running(conn, task.id))
+        gateway.task_events.notify(task.id)
+    phase = ctx.lease.payload.get("phase", "start")
+    if phase == "coze_poll":
+        return await _poll_coze(ability, task, executor, ctx.lease.payload, holder)
+    if phase == "external":
+        return await _poll_external(ability, task, executor, ctx.lease.payload, holder)
+    return await _start(ability, task, executor, holder)
+
+
+async def _start(
+    ability: AbilityDefinition, task: TaskSnapshot, executor: CozeExecutor, holder: Finished
+) -> StepResult:
+    loop = asyncio.get_running_loop()
+    if ability.coze_async and executor.allow_async:
+        outcome = await executor.submit_async(
+            ability.workflow_id, task.inputs, deadline=loop.time() + min(task.remaining_s, 30.0)
+        )
+        if outcome.kind != "succeeded":
+            return upstream_failure(ability, task, outcome, holder=holder)
+        execute_id = outcome.last.execute_id
+        payload = {
+            "phase": "coze_poll",
+            "executeId": execute_id,
+            "debugUrl": outcome.last.debug_url,
+            "delay": HISTORY_POLL_FIRST,
+        }
+        return StepResult(
+            "queued",
+            delay_s=min(HISTORY_POLL_FIRST, task.remaining_s),
+            payload=payload,
+            writes=progress_writes(task, outcome.calls, execute_id=execute_id),
+            touched_task=task.id,
+        )
+    budget = min(task.remaining_s, SYNC_RUN_CAP_SECONDS)
+    outcome = await executor.run_workflow(
+        ability.workflow_id, task.inputs, deadline=loop.time() + budget
+    )
+    if outcome.kind != "succeeded" or outcome.last.response is None:
+        capped = budget < task.remaining_s
+        return upstream_failure(ability, task, outcome, sync_cap_hit=capped, holder=holder)
+    last = outcome.last
+    return _after_output(
+        ability,
+        task,
+        outcome.calls,
+        last.response.get("data") if last.response else None,
+        execute_id=last.execute_id,
+        debug_url=last.debug_url,
+        raw={"response": last.response},
+        usage=(last.response or {}).get("usage"),
+        holder=holder,
+    )
+
+
+def _after_output(
+    ability: AbilityDefinition,
+    task: TaskSnapshot,
+    calls: list[CozeCall],
+    data: Any,
+    *,
+    execute_id: str | None,
+    debug_url: str | None,
+    raw: dict[str, Any] | None,
+    usage: Any,
+    holder: Finished,
+) -> StepResult:
+    if data is None or data == "":
+        message = "The workflow succeeded but returned no output"
+        return fail(task, calls, {"code": 502, "message": message}, holder=holder)
+    if ability.mode != "external_job":
+        shaped = shape_output(ability, data)
+        return succeed(
+            ability,
+            task,
+            calls,
+            shaped,
+            execute_id=execute_id,
+            debug_url=debug_url,
+            raw=raw,
+            usage=usage,
+            holder=holder,
+        )
+    external_id = _external_id(end_output(data))
+    if not external_id:
+        message = "The workflow returned no generation job id"
+        return fail(task, calls, {"code": 502, "message": message}, holder=holder)
+    spec = ability.external_job
+    assert spec is not None
+    first = spec.poll_seconds if spec.query_workflow_id else task.remaining_s
+    payload = {
+        "phase": "external",
+        "externalId": external_id,
+        "executeId": execute_id,
+        "debugUrl": debug_url,
+        "delay": spec.poll_seconds,
+    }
+    return StepResult(
+        "queued",
+        delay_s=min(first, task.remaining_s),
+        payload=payload,
+        writes=progress_writes(task, calls, execute_id=execute_id, external_id=external_id),
+        touched_task=task.id,
+    )
+
+
+def _external_id(output: Any) -> str | None:
+    value = loads_or_text(output) if isinstance(output, str) else output
+    if isinstance(value, dict):
+        value = value.get("id") or value.get("jobId") or value.get("output")
+    text = as_str(value)
+    if text is None:
+        return None
+    text = text.strip()
+    return text if 0 < len(text) <= 128 else None
+
+
+async def _poll_coze(
+    ability: AbilityDefinition,
+    task: TaskSnapshot,
+    executor: CozeExecutor,
+    payload: dict[str, Any],
+    holder: Finished,
+) -> StepResult:
+    execute_id = str(payload.get("executeId"))
+    delay = float(payload.get("delay", HISTORY_POLL_FIRST))
+    call = await executor.get_run_history(
+        ability.workflow_id, execute_id, timeout=min(task.remaining_s, 15.0)
+    )
+    item = None
+    if call.code == 0 and call.response is not None:
+        data = call.response.get("data")
+        if isinstance(data, list) and data and isinstance(data[0], dict):
+            item = data[0]
+    throttled = call.http_status == 429 or call.code in THROTTLE_CODES
+    if item is None and (throttled or call.code is None or call.code == 5000):
+        # Throttled, or no usable answer: slow down and keep waiting (the deadline still holds).
+        wait = min(delay * 2, THROTTLED_MAX)
+        return _reschedule(task, [call], {**payload, "delay": wait}, wait)
+    if item is None:
+        error = {
+            "code": call.code,
+            "message": call.message or "Coze refused the run-history query",
+            "executeId": execute_id,
+            "debugUrl": payload.get("debugUrl"),
+        }
+        return fail(task, [call], error, execute_id=execute_id, holder=holder)
+    status = item.get("execute_status")
+    debug_url = as_str(item.get("debug_url")) or payload.get("debugUrl")
+    if status == "Success":
+        end_vars = history_end_vars(item.get("output"))
+        if end_vars is None and item.get("is_output_trimmed"):
+            message = "Coze trimmed the run's output (over 1 MB)"
+            return fail(task, [call], {"code": 502, "message": message}, holder=holder)
+        return _after_output(
+            ability,
+            task,
+            [call],
+            end_vars,
+            execute_id=execute_id,
+            debug_url=debug_url,
+            raw={"history": item},
+            usage=item.get("usage"),
+            holder=holder,
+        )
+    if status == "Fail":
+        error = {
+            "code": as_int(item.get("error_code")) or 720701013,
+            "message": as_str(item.get("error_message")) or "Workflow execution failed",
+            "debugUrl": debug_url,
+            "executeId": execute_id,
+            "cozeLogId": as_str(item.get("logid")),
+        }
+        return fail(task, [call], error, execute_id=execute_id, holder=holder)
+    wait = min(delay * 1.5, HISTORY_POLL_MAX)
+    return _reschedule(task, [call], {**payload, "delay": wait}, min(delay, HISTORY_POLL_MAX))
+
+
+def _reschedule(
+    task: TaskSnapshot, calls: list[CozeCall], payload: dict[str, Any], delay: float
+) -> StepResult:
+    return StepResult(
+        "queued",
+        delay_s=max(0.0, min(delay, task.remaining_s)),
+        payload=payload,
+        writes=progress_writes(task, calls),
+    )
+
+
+async def _poll_external(
+    ability: AbilityDefinition,
+    task: TaskSnapshot,
+    executor: CozeExecutor,
+    payload: dict[str, Any],
+    holder: Finished,
+) -> StepResult:
+    spec = ability.external_job
+    external_id = str(payload.get("externalId"))
+    if spec is None or spec.query_workflow_id is None:
+        # Only a completion notice can end it: wait for one until the deadline.
+        return _reschedule(task, [], payload, task.remaining_s)
+    delay = float(payload.get("delay", spec.poll_seconds))
+    loop = asyncio.get_running_loop()
+    outcome = await executor.run_workflow(
+        spec.query_workflow_id,
+        {spec.query_input: external_id},
+        deadline=loop.time() + min(task.remaining_s, 30.0),
+    )
+    next_delay = min(delay * 1.5, spec.max_poll_seconds)
+    if outcome.kind != "succeeded" or outcome.last.response is None:
+        # The query failing is not the job failing: keep asking until the deadline.
+        return _reschedule(task, outcome.calls, {**payload, "delay": next_delay}, delay)
+    report = loads_or_text(end_output(outcome.last.response.get("data")))
+    if not isinstance(report, dict):
+        return _reschedule(task, outcome.calls, {**payload, "delay": next_delay}, delay)
+    state = str(report.get("status", "")).lower()
+    if state in ("succeeded", "success", "done", "completed"):
+        return external_success(ability, task, outcome.calls, payload, report, holder)
+    if state in ("failed", "fail", "error"):
+        return external_failure(task, outcome.calls, payload, report, holder)
+    return _reschedule(task, outcome.calls, {**payload, "delay": next_delay}, delay)
+
+
+def external_success(
+    ability: AbilityDefinition,
+    task: TaskSnapshot,
+    calls: list[CozeCall],
+    payload: dict[str, Any],
+    report: dict[str, Any],
+    holder: Finished | None,
+) -> StepResult:
+    images, videos = media_entries(find_urls(report.get("images") or report.get("urls") or []))
+    texts = [t for t in (report.get("texts") or []) if isinstance(t, str)]
+    shaped = {"texts": texts, "images": images, "videos": videos, "assets": []}
+    external_id = str(payload.get("externalId"))
+    return succeed(
+        ability,
+        task,
+        calls,
+        shaped,
+        execute_id=payload.get("executeId"),
+        debug_url=payload.get("debugUrl"),
+        raw={"job": report},
+        external_id=external_id,
+        holder=holder,
+    )
+
+
+def external_failure(
+    task: TaskSnapshot,
+    calls: list[CozeCall],
+    payload: dict[str, Any],
+    report: dict[str, Any],
+    holder: Finished | None,
+) -> StepResult:
+    error = {
+        "code": 502,
+        "message": as_str(report.get("error")) or "The generation job failed",
+        "externalJobId": payload.get("externalId"),
+        "executeId": payload.get("executeId"),
+        "debugUrl": payload.get("debugUrl"),
+    }
+    return fail(task, calls, error, execute_id=payload.get("executeId"), holder=holder)
+
+
+def crash_writes(conn: Connection, task_id: str, reason: str) -> None:
+    """The sweeper gave up on a task's job: the task fails, visibly."""
+    repository.finish_task(
+        conn,
+        task_id,
+        status="failed",
+        error_payload={"code": 500, "message": f"The task could not be completed: {reason}"},
+    )
