@@ -10,6 +10,8 @@ call_logs = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("task_id", String(40), nullable=True),
     Column("executor_id", String(100), nullable=False),
+    # The gateway node (runner id) that made the call.
+    Column("node", String(100), nullable=True),
     Column("workflow_id", String(40), nullable=False),
     Column("operation", String(40), nullable=False),
     Column("request_body", JSON, nullable=True),

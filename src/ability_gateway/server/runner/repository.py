@@ -151,8 +151,9 @@ def finish(
         "lease_token": None,
         "lease_expires_at": None,
         "updated_at": db_now_ms(),
-        "last_error": error,
     }
+    if error is not None:  # otherwise the previous error stays visible
+        values["last_error"] = error
     if payload is not None:
         values["payload"] = payload
     if state == "queued":

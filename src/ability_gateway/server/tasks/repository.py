@@ -77,7 +77,7 @@ async def list_tasks(
 
 
 def insert_call_logs(
-    conn: Connection, task_id: str, executor_id: str, calls: list[CozeCall]
+    conn: Connection, task_id: str, executor_id: str, calls: list[CozeCall], node: str | None = None
 ) -> int | None:
     """Record each call; the id of the last one (the task's ``logId``)."""
     last_id: int | None = None
@@ -87,6 +87,7 @@ def insert_call_logs(
             {
                 "task_id": task_id,
                 "executor_id": executor_id,
+                "node": node,
                 "workflow_id": call.workflow_id,
                 "operation": call.operation,
                 "request_body": call.request_body,

@@ -321,6 +321,7 @@ async def invoke(
         inputs=parameters,
         client_metadata=body.metadata,
         remaining_s=ability.timeout_seconds,
+        node=owner,
     )
     holder = Finished()
     leased = Lease(

@@ -66,6 +66,7 @@ class TaskSnapshot:
     client_metadata: dict[str, Any] | None
     remaining_s: float
     external_id: str | None = None
+    node: str | None = None  # the runner working on it, recorded on its call logs
 
 
 @dataclass(slots=True)
@@ -81,7 +82,7 @@ class Finished:
 def _record_calls(conn: Connection, task: TaskSnapshot, calls: list[CozeCall]) -> int | None:
     if not calls:
         return None
-    return repository.insert_call_logs(conn, task.id, task.executor_id or "", calls)
+    return repository.insert_call_logs(conn, task.id, task.executor_id or "", calls, task.node)
 
 
 def finish_writes(
@@ -292,6 +293,7 @@ async def load_snapshot(ctx: StepContext) -> TaskSnapshot | None:
         client_metadata=row["client_metadata"],
         remaining_s=(row["remaining_ms"] or 0) / 1000,
         external_id=row["external_id"],
+        node=ctx.gateway.runner.owner,
     )
 
 
