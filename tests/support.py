@@ -66,28 +66,38 @@ def simulator_process(*extra: str) -> Iterator[str]:
             proc.kill()
 
 
+def start_process(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """``ability-gateway ARGS`` as a real process, its output in ``log_path``."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ability_gateway", *args],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 @contextlib.contextmanager
-def gateway_process(env: dict[str, str], data_dir: Path) -> Iterator[str]:
+def gateway_process(env: dict[str, str], data_dir: Path, port: int | None = None) -> Iterator[str]:
     """A real gateway process (``ability-gateway serve``); yields its base URL."""
-    port = free_port()
-    log = (data_dir / f"gateway-{port}.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ability_gateway", "serve", "--port", str(port)],
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    port = port or free_port()
+    proc = start_process(["serve", "--port", str(port)], env, data_dir / f"gateway-{port}.log")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/healthz", proc=proc)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        stop_process(proc)
 
 
 NOTICE_SECRET = "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="  # test-only key

@@ -1,0 +1,180 @@
+"""Nothing lost: real gateway processes killed with SIGKILL mid-work, and two runners on one
+database. These are the slowest tests (each takes several seconds of real time)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support import (
+    NOTICE_SECRET,
+    cli,
+    free_port,
+    simulator_process,
+    start_process,
+    stop_process,
+    wait_http,
+)
+
+TERMINAL = {"succeeded", "failed", "canceled", "timeout"}
+
+
+def gateway_env(data_dir: Path, sim_url: str, **extra: str) -> dict[str, str]:
+    return {
+        "GATEWAY_DATA_DIR": str(data_dir),
+        "GATEWAY_COZE_BASE_URL": sim_url,
+        "GATEWAY_COZE_API_TOKEN": "pat_simulator",
+        "GATEWAY_PROVIDER_CALLBACK_SECRET": NOTICE_SECRET,
+        "GATEWAY_LEASE_SECONDS": "2",
+        "GATEWAY_SWEEP_SECONDS": "0.5",
+        "GATEWAY_RUNNER_POLL_SECONDS": "0.1",
+        "GATEWAY_AUTH_CACHE_SECONDS": "0",
+        **extra,
+    }
+
+
+def new_token(env: dict[str, str]) -> dict[str, str]:
+    created = cli("token", "create", "--name", "restart", "--json", env=env)
+    assert created.returncode == 0, created.stderr
+    return {"Authorization": f"Bearer {json.loads(created.stdout)['token']}"}
+
+
+def all_tasks(url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+    return list(httpx.get(f"{url}/api/ability_tasks?limit=100", headers=headers).json()["items"])
+
+
+def wait_all_terminal(
+    url: str, headers: dict[str, str], count: int, timeout: float = 60
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        items = all_tasks(url, headers)
+        if len(items) == count and all(t["status"] in TERMINAL for t in items):
+            return items
+        assert time.monotonic() < deadline, [(t["id"], t["status"]) for t in items]
+        time.sleep(0.2)
+
+
+def test_sigkill_mid_work_loses_no_task(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    notify = [
+        "--notify-url",
+        f"{url}/api/provider_callbacks/coze",
+        "--notify-secret",
+        NOTICE_SECRET,
+    ]
+    with simulator_process("--latency-ms", "1500", "--job-seconds", "2", *notify) as sim:
+        env = gateway_env(tmp_path, sim, GATEWAY_RUNNER_CONCURRENCY="2")
+        headers = new_token(env)
+        image = f"{sim}/files/samples/square.png"
+        proc = start_process(["serve", "--port", str(port)], env, tmp_path / "first.log")
+        wait_http(f"{url}/healthz", proc=proc)
+
+        # Long generations: they reach the external-job wait (polling / notice) quickly.
+        for _ in range(2):
+            r = httpx.post(
+                f"{url}/api/abilities/ability_coze_image_gen_8step/invoke",
+                json={"inputs": {"url": image, "width": 96, "height": 64, "prompt": "山水"}},
+                headers=headers,
+            )
+            assert r.status_code == 202, r.text
+        time.sleep(2.0)  # both are now waiting on their external jobs
+        # Background prompt extractions: 2 runner slots, so some are mid-call, some queued.
+        for _ in range(4):
+            r = httpx.post(
+                f"{url}/api/abilities/ability_coze_prompt_extract/invoke",
+                json={"inputs": {"url": image}},
+                headers={**headers, "Prefer": "respond-async"},
+            )
+            assert r.status_code == 202, r.text
+        # A synchronous invoke whose caller is waiting while the process dies mid-call.
+        answered: list[int] = []
+
+        def sync_call() -> None:
+            try:
+                answered.append(
+                    httpx.post(
+                        f"{url}/api/abilities/ability_coze_tagging_small/invoke",
+                        json={"inputs": {"url": image}},
+                        headers=headers,
+                        timeout=30,
+                    ).status_code
+                )
+            except httpx.TransportError:
+                answered.append(-1)
+
+        caller = threading.Thread(target=sync_call)
+        caller.start()
+        time.sleep(0.6)
+        before = {t["id"]: t["status"] for t in all_tasks(url, headers)}
+        assert len(before) == 7
+        assert "queued" in before.values()
+        assert "running" in before.values()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        caller.join(10)
+        assert answered == [-1]  # the caller saw the connection die
+
+        proc = start_process(["serve", "--port", str(port)], env, tmp_path / "second.log")
+        try:
+            wait_http(f"{url}/healthz", proc=proc)
+            items = wait_all_terminal(url, headers, 7)
+        finally:
+            stop_process(proc)
+    assert {t["id"] for t in items} == set(before)
+    assert all(t["status"] == "succeeded" for t in items), [
+        (t["id"], t["status"], t["errorPayload"]) for t in items
+    ]
+    by_ability: dict[str, list[dict[str, Any]]] = {}
+    for t in items:
+        by_ability.setdefault(t["abilityId"], []).append(t)
+    for t in by_ability["ability_coze_image_gen_8step"]:
+        assert len(t["resultPayload"]["images"]) == 4
+    for t in by_ability["ability_coze_prompt_extract"] + by_ability["ability_coze_tagging_small"]:
+        assert t["resultPayload"]["texts"]
+
+
+def test_two_runners_never_run_the_same_job(tmp_path: Path) -> None:
+    with simulator_process("--latency-ms", "100") as sim:
+        env = gateway_env(tmp_path, sim, GATEWAY_RUNNER_ENABLED="false")
+        headers = new_token(env)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        worker_env = {**env, "GATEWAY_RUNNER_CONCURRENCY": "4"}
+        procs = [
+            start_process(["serve", "--port", str(port)], env, tmp_path / "api.log"),
+            start_process(["worker"], worker_env, tmp_path / "worker-1.log"),
+            start_process(["worker"], worker_env, tmp_path / "worker-2.log"),
+        ]
+        try:
+            wait_http(f"{url}/healthz", proc=procs[0])
+            image = f"{sim}/files/samples/square.png"
+            for i in range(40):
+                r = httpx.post(
+                    f"{url}/api/abilities/ability_coze_prompt_extract/invoke",
+                    json={"inputs": {"url": image, "shuru": f"第{i}张"}},
+                    headers={**headers, "Prefer": "respond-async"},
+                )
+                assert r.status_code == 202
+            items = wait_all_terminal(url, headers, 40)
+        finally:
+            for proc in procs:
+                stop_process(proc)
+    assert all(t["status"] == "succeeded" for t in items)
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        runs = db.execute(
+            "SELECT task_id, COUNT(*), MIN(node) FROM call_logs "
+            "WHERE operation = 'workflow.run' GROUP BY task_id"
+        ).fetchall()
+        nodes = {row[0] for row in db.execute("SELECT DISTINCT node FROM call_logs")}
+    assert len(runs) == 40
+    assert all(count == 1 for _, count, _ in runs)  # no job ran twice
+    assert len(nodes) == 2  # and both runners took a share
