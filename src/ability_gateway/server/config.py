@@ -29,6 +29,10 @@ class Settings(BaseSettings):
         None,
         description="SQLAlchemy async URL. Default: `sqlite+aiosqlite:///<data_dir>/gateway.db`.",
     )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL",
+        description="SQLite commit durability: FULL survives power loss; NORMAL only process crashes.",
+    )
     catalog_file: Path | None = Field(
         None, description="YAML file replacing the shipped catalog of abilities."
     )

@@ -68,7 +68,7 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
+def _configure_sqlite(engine: Engine, *, immediate: bool, synchronous: str = "FULL") -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Take transaction control away from the sqlite3 module so that BEGIN is ours.
@@ -78,7 +78,7 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         # FULL: a commit (a task we answered for) survives a power cut too, not only a crash
         # of the process. With group commit that is one fsync per batch.
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -173,7 +173,9 @@ def _resolve(
 class Database:
     """One database: how to write to it and how to read from it."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, sqlite_synchronous: str = "FULL") -> None:
+        if sqlite_synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("sqlite_synchronous must be FULL or NORMAL")
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         # hide_parameters: bound values (callback headers, secrets) never reach logs or errors.
@@ -197,7 +199,7 @@ class Database:
                 connect_args={"check_same_thread": False},
                 **common,
             )
-            _configure_sqlite(sync_engine, immediate=True)
+            _configure_sqlite(sync_engine, immediate=True, synchronous=sqlite_synchronous)
             self.sync_writer: Engine | None = sync_engine
             self.reader: AsyncEngine = create_async_engine(
                 url, pool_size=4, max_overflow=4, **common

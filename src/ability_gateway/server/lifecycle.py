@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 async def gateway_state(
     settings: Settings, catalog: Catalog, *, run_jobs: bool
 ) -> AsyncIterator[GatewayState]:
-    db = Database(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     await upgrade_to_head(db)
     executors = ExecutorRegistry.from_settings(settings)
     state = GatewayState(

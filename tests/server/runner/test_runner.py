@@ -243,3 +243,20 @@ async def _state_is(state: GatewayState, job_id: int, expected: str) -> bool:
 
 async def _no_running_steps(state: GatewayState) -> bool:
     return not state.runner._running
+
+
+async def test_a_crash_requeue_keeps_the_jobs_payload(engine: GatewayState) -> None:
+    await engine.runner.stop(grace_seconds=0)
+    job_id = await engine.db.run_write(
+        partial(repository.insert_job, kind="test.echo", task_id=None, payload={"phase": "x"})
+    )
+    leases = await engine.db.run_write(
+        partial(repository.claim, owner="a", token="tok", ttl_ms=60_000, limit=1)
+    )
+    assert leases[0].payload == {"phase": "x"}
+    assert await engine.db.run_write(
+        partial(repository.finish, job_id=job_id, token="tok", state="queued", crashed=True)
+    )
+    row = await job_row(engine, job_id)
+    assert row["payload"] == {"phase": "x"}
+    assert row["crash_count"] == 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import JSON, BigInteger, Integer, Text, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from ability_gateway.server.db import db_now_ms
@@ -131,6 +131,35 @@ def heartbeat(conn: Connection, job_id: int, token: str, ttl_ms: int) -> bool:
     return bool(result.rowcount)
 
 
+_LEASE_HELD = (
+    jobs.c.id == bindparam("b_id"),
+    jobs.c.lease_token == bindparam("b_token"),
+    jobs.c.state == "running",
+)
+_RELEASE = {
+    "lease_owner": None,
+    "lease_token": None,
+    "lease_expires_at": None,
+    "updated_at": db_now_ms(),
+    # The previous error stays visible unless there is a new one.
+    "last_error": func.coalesce(bindparam("b_error", type_=Text), jobs.c.last_error),
+    "crash_count": jobs.c.crash_count + bindparam("b_crashed", type_=Integer),
+}
+_END = update(jobs).where(*_LEASE_HELD).values(state=bindparam("b_state"), **_RELEASE)
+_REQUEUE = (
+    update(jobs)
+    .where(*_LEASE_HELD)
+    .values(
+        state="queued",
+        next_run_at=db_now_ms() + bindparam("b_delay", type_=BigInteger),
+        payload=func.coalesce(
+            bindparam("b_payload", type_=JSON(none_as_null=True)), jobs.c.payload
+        ),
+        **_RELEASE,
+    )
+)
+
+
 def finish(
     conn: Connection,
     job_id: int,
@@ -145,27 +174,19 @@ def finish(
     """End a step, only if the lease is still ours (fencing). ``state`` "queued" reschedules
     the job ``delay_ms`` from now; "done", "failed" or "canceled" end it. ``crashed`` counts
     the step as a crash (an unexpected error in the step)."""
-    values: dict[str, Any] = {
-        "state": state,
-        "lease_owner": None,
-        "lease_token": None,
-        "lease_expires_at": None,
-        "updated_at": db_now_ms(),
+    params: dict[str, Any] = {
+        "b_id": job_id,
+        "b_token": token,
+        "b_error": error,
+        "b_crashed": 1 if crashed else 0,
     }
-    if error is not None:  # otherwise the previous error stays visible
-        values["last_error"] = error
-    if payload is not None:
-        values["payload"] = payload
     if state == "queued":
-        values["next_run_at"] = db_now_ms() + delay_ms
-    if crashed:
-        values["crash_count"] = jobs.c.crash_count + 1
-    result = conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.lease_token == token, jobs.c.state == "running")
-        .values(**values)
-    )
-    return bool(result.rowcount)
+        statement = _REQUEUE
+        params.update(b_delay=delay_ms, b_payload=payload)
+    else:
+        statement = _END
+        params["b_state"] = state
+    return bool(conn.execute(statement, params).rowcount)
 
 
 def end_for_task(conn: Connection, task_id: str, state: str) -> int:

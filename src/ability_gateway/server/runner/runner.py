@@ -114,17 +114,25 @@ class Runner:
         """
         fn = step_for(lease.kind)
         step_task = asyncio.ensure_future(self._call(fn, lease, preloaded))
-        beat = asyncio.ensure_future(self._heartbeat(lease, step_task))
+        # Most steps end well within a third of the lease: the heartbeat task only starts
+        # if the step is still running then.
+        beats: list[asyncio.Task[bool]] = []
+        timer = asyncio.get_running_loop().call_later(
+            self.lease_ms / 3000,
+            lambda: beats.append(asyncio.ensure_future(self._heartbeat(lease, step_task))),
+        )
         try:
             try:
                 result = await step_task
             except asyncio.CancelledError:
-                if beat.done() and beat.result() is False:
+                if beats and beats[0].done() and beats[0].result() is False:
                     logger.info("job %s: lease lost, step abandoned", lease.id)
                     return None
                 raise
         finally:
-            beat.cancel()
+            timer.cancel()
+            for beat in beats:
+                beat.cancel()
         try:
             committed = await self.gateway.db.run_write(
                 lambda conn: self._finish(conn, lease, result)
@@ -188,7 +196,6 @@ class Runner:
     async def _heartbeat(self, lease: Lease, step_task: asyncio.Future[Any]) -> bool:
         interval = self.lease_ms / 3000
         while True:
-            await asyncio.sleep(interval)
             try:
                 alive = await self.gateway.db.run_write(
                     lambda conn: repository.heartbeat(conn, lease.id, lease.token, self.lease_ms)
@@ -199,6 +206,7 @@ class Runner:
             if not alive:
                 step_task.cancel()
                 return False
+            await asyncio.sleep(interval)
 
     def wake_at(self, delay_s: float) -> None:
         if delay_s <= 0:
