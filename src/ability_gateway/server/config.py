@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL",
-        description="SQLite commit durability: FULL survives power loss; NORMAL only process crashes.",
+        description="SQLite commit durability: FULL survives power loss, NORMAL process crashes.",
     )
     catalog_file: Path | None = Field(
         None, description="YAML file replacing the shipped catalog of abilities."
