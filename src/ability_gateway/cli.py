@@ -67,7 +67,7 @@ def coze_sim(
         typer.Option(help="Answer every Nth run-history request with code 4009 (0 = off)."),
     ] = 0,
 ) -> None:
-    """Run the local Coze API simulator (the eight workflows, real PNG outputs)."""
+    """Run the local Coze API simulator (the eight workflows + a job query one, real PNGs)."""
     from ability_gateway.simulator.app import SimulatorConfig, serve
 
     config = SimulatorConfig(
