@@ -96,6 +96,9 @@ class _SqliteWriter:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Transactions attempted, and batches re-run one write at a time after a failure.
+        self.transactions = 0
+        self.split_batches = 0
         self._thread = threading.Thread(target=self._loop, name="sqlite-writer", daemon=True)
         self._thread.start()
 
@@ -138,12 +141,14 @@ class _SqliteWriter:
 
     def _run(self, batch: list[tuple[asyncio.Future[Any], WriteFn[Any]]]) -> None:
         results = []
+        self.transactions += 1
         try:
             with self.engine.begin() as conn:
                 for _, fn in batch:
                     results.append(fn(conn))
         except BaseException as exc:
             if len(batch) > 1:
+                self.split_batches += 1
                 for item in batch:
                     self._run([item])
                 return
