@@ -122,3 +122,10 @@ def test_empty_required_string() -> None:
 
 def test_null_optional_input_is_dropped() -> None:
     assert params("ability_coze_prompt_extract", {"url": IMG, "shuru": None}) == {"url": IMG}
+
+
+def test_moxing_may_be_the_integer_naming_a_model() -> None:
+    assert params("ability_coze_outpaint", {**OUTPAINT, "moxing": 3})["moxing"] == "3"
+    assert problems("ability_coze_outpaint", {**OUTPAINT, "moxing": 4}) == [
+        ("inputs.moxing", "must be a string")
+    ]

@@ -23,6 +23,9 @@ OUTPAINT = "/api/abilities/ability_coze_outpaint/invoke"
 UPSCALE = "/api/abilities/ability_coze_upscale_8k/invoke"
 TAG_SMALL = "/api/abilities/ability_coze_tagging_small/invoke"
 TAG_LARGE = "/api/abilities/ability_coze_tagging_large/invoke"
+DEEP: dict[str, Any] = {"a": 1}
+for _ in range(40):
+    DEEP = {"a": DEEP}
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")  # spec §3.3: seconds, UTC
 
 
@@ -264,6 +267,18 @@ def assert_error(
         (
             {"inputs": {"url": "https://e.com/a.png"}, "metadata": {"big": "x" * 20000}},
             [{"field": "metadata", "problem": "must be at most 16384 bytes as JSON"}],
+        ),
+        (
+            {"inputs": {"url": "https://e.com/a.png"}, "metadata": DEEP},
+            [{"field": "metadata", "problem": "must nest at most 32 levels"}],
+        ),
+        (
+            {
+                "inputs": {"url": "https://e.com/a.png"},
+                "callbackUrl": "https://e.com/cb",
+                "callbackHeaders": {"X-A": "中文"},
+            },
+            [{"field": "callbackHeaders.X-A", "problem": "is not a valid header value"}],
         ),
         (
             {"inputs": {"url": "https://e.com/a.png"}, "executorId": "nope"},
@@ -553,3 +568,57 @@ async def test_a_caller_hanging_up_does_not_lose_the_task(
     assert rows[0]["status"] == "succeeded"
     assert rows[0]["log_id"] is not None
     assert rows[0]["result_payload"]["texts"]
+
+
+async def test_more_than_fifty_problems_are_summarised(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    inputs = {f"k{i}": i for i in range(500)}
+    body = assert_error(await client.post(PROMPT, json={"inputs": inputs}, headers=auth), 400)
+    assert len(body["errors"]) == 51
+    assert body["errors"][-1] == {"field": "…", "problem": "and 451 more problems"}
+
+
+async def test_a_long_unknown_ability_id_is_not_echoed_whole(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    response = await client.get("/api/abilities/" + "x" * 5000, headers=auth)
+    body = assert_error(response, 404)
+    assert len(body["message"]) < 200
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"code": 0, "msg": "", "data": "[" * 300 + "]" * 300},
+        {"code": 0, "msg": ""},
+        {"code": "--1", "msg": "odd"},
+        {"code": 99999999999999999999, "msg": "huge"},
+    ],
+)
+async def test_strange_coze_answers_fail_the_task_visibly(
+    tmp_path: Path, sample_image: str, answer: dict[str, Any]
+) -> None:
+    from aiohttp import web
+
+    async def handler(_: web.Request) -> web.Response:
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_post("/v1/workflow/run", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        settings = make_settings(tmp_path, f"http://127.0.0.1:{port}", coze_max_retries=0)
+        response, task = await _invoke_with(
+            settings,
+            "/api/abilities/ability_coze_tagging_small/invoke",
+            {"inputs": {"url": sample_image}},
+        )
+    finally:
+        await runner.cleanup()
+    body = assert_error(response, 502, code=502, status="failed")
+    assert task["status"] == "failed"
+    assert task["errorPayload"]["logId"] == body["logId"]

@@ -392,7 +392,12 @@ def _after_output(
         message = "The workflow succeeded but returned no output"
         return fail(task, calls, {"code": 502, "message": message}, holder=holder)
     if ability.mode != "external_job":
-        shaped = shape_output(ability, data)
+        try:
+            shaped = shape_output(ability, data)
+        except (TypeError, ValueError, RecursionError):
+            # Data, not a crash: retrying would read the same output again.
+            message = "The workflow's output could not be read (nested too deeply)"
+            return fail(task, calls, {"code": 502, "message": message}, holder=holder)
         return succeed(
             ability,
             task,
