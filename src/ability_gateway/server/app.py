@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from ability_gateway import __version__
 from ability_gateway.server.abilities.catalog import Catalog
 from ability_gateway.server.abilities.endpoints import router as abilities_router
+from ability_gateway.server.callbacks.endpoints import router as callbacks_router
 from ability_gateway.server.config import Settings, get_settings
 from ability_gateway.server.errors import install_error_handlers
 from ability_gateway.server.health.endpoints import router as health_router
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(abilities_router)
     app.include_router(tasks_router)
+    app.include_router(callbacks_router)
     app.include_router(provider_callbacks_router)
     app.include_router(health_router)
     return app

@@ -7,10 +7,11 @@ refuses to start with settings that only make sense in development.
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -79,6 +80,17 @@ class Settings(BaseSettings):
     idempotency_hours: float = Field(
         24.0, ge=24, description="How long an Idempotency-Key is remembered."
     )
+    callback_retry_schedule: str = Field(
+        "10,30,60,300,600",
+        description="Seconds before each callback retry (5 retries = 6 attempts).",
+    )
+    callback_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, description="Timeout of one callback attempt."
+    )
+    egress_allow: str = Field(
+        "",
+        description="CIDRs outbound HTTP may reach although not public (e.g. `127.0.0.0/8`).",
+    )
     auth_cache_seconds: float = Field(
         2.0,
         ge=0,
@@ -95,6 +107,39 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'gateway.db'}"
+
+    @property
+    def callback_schedule(self) -> tuple[float, ...]:
+        return tuple(
+            float(part) for part in self.callback_retry_schedule.split(",") if part.strip()
+        )
+
+    @property
+    def egress_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        return tuple(
+            ip_network(part.strip(), strict=False)
+            for part in self.egress_allow.split(",")
+            if part.strip()
+        )
+
+    @field_validator("callback_retry_schedule")
+    @classmethod
+    def _schedule_is_seconds(cls, value: str) -> str:
+        try:
+            delays = [float(part) for part in value.split(",") if part.strip()]
+        except ValueError as exc:
+            raise ValueError("comma-separated seconds, e.g. 10,30,60,300,600") from exc
+        if any(d < 0 or d != d for d in delays):
+            raise ValueError("delays must be non-negative seconds")
+        return value
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _allow_is_cidrs(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                ip_network(part.strip(), strict=False)  # ValueError explains what is wrong
+        return value
 
     @model_validator(mode="after")
     def _refuse_dev_settings_in_production(self) -> Settings:

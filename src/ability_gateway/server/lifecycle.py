@@ -9,13 +9,18 @@ from contextlib import asynccontextmanager
 
 from ability_gateway.server.abilities.catalog import Catalog
 from ability_gateway.server.auth.service import TokenCache
+
+# Importing the step modules registers the job kinds they run.
+from ability_gateway.server.callbacks import steps as _callback_steps  # noqa: F401
+from ability_gateway.server.callbacks.sender import USER_AGENT
 from ability_gateway.server.config import Settings
 from ability_gateway.server.db import Database
+from ability_gateway.server.egress import SafeClient
 from ability_gateway.server.executors.registry import ExecutorRegistry
 from ability_gateway.server.migrate import upgrade_to_head
 from ability_gateway.server.runner.runner import Runner
 from ability_gateway.server.state import GatewayState
-from ability_gateway.server.tasks.steps import crash_writes
+from ability_gateway.server.tasks import steps as _task_steps  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +38,7 @@ async def gateway_state(
         catalog=catalog,
         executors=executors,
         token_cache=TokenCache(settings.auth_cache_seconds),
+        callback_client=SafeClient(settings.egress_networks, user_agent=USER_AGENT),
     )
     state.runner = Runner(
         state,
@@ -41,7 +47,6 @@ async def gateway_state(
         lease_seconds=settings.lease_seconds,
         sweep_seconds=settings.sweep_seconds,
         max_crashes=settings.max_crashes,
-        on_crashed_task=crash_writes,
     )
     if run_jobs:
         state.runner.start()
@@ -62,4 +67,5 @@ async def gateway_state(
         if run_jobs:
             await state.runner.stop(grace_seconds=settings.shutdown_grace_seconds)
         await executors.close()
+        await state.callback_client.close()
         await db.dispose()

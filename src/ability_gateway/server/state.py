@@ -11,6 +11,7 @@ from ability_gateway.server.abilities.catalog import Catalog
 from ability_gateway.server.auth.service import TokenCache
 from ability_gateway.server.config import Settings
 from ability_gateway.server.db import Database
+from ability_gateway.server.egress import SafeClient
 from ability_gateway.server.executors.registry import ExecutorRegistry
 from ability_gateway.server.tasks.events import TaskEvents
 
@@ -27,6 +28,7 @@ class GatewayState:
     catalog: Catalog
     executors: ExecutorRegistry
     token_cache: TokenCache
+    callback_client: SafeClient
     task_events: TaskEvents = field(default_factory=TaskEvents)
     # Set right after construction (the runner needs the state it belongs to).
     runner: Runner = field(default=None)  # type: ignore[assignment]

@@ -19,13 +19,14 @@ from ability_gateway.server.runner import repository
 from ability_gateway.server.runner.steps import StepContext, StepResult, step
 from ability_gateway.server.state import GatewayState
 from ability_gateway.server.tasks import repository as task_repository
+from ability_gateway.server.tasks.steps import crash_writes
 from tests.conftest import make_settings
 
 CALLS: list[tuple[int, int]] = []
 BEHAVIOUR: dict[str, Any] = {}
 
 
-@step("test.echo")
+@step("test.echo", on_crash=crash_writes)
 async def echo_step(ctx: StepContext) -> StepResult:
     CALLS.append((ctx.lease.id, ctx.lease.steps))
     mode = BEHAVIOUR.get("mode", "done")

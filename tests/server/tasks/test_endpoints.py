@@ -393,6 +393,7 @@ async def test_task_query_returns_the_spec_shape(
         "updateTime",
         "resultPayload",
         "errorPayload",
+        "callback",
     ]
     assert task["id"] == task_id
     assert task["abilityId"] == "ability_coze_prompt_extract"
@@ -405,6 +406,7 @@ async def test_task_query_returns_the_spec_shape(
     assert task["resultPayload"]["texts"] == invoked["texts"]
     assert task["resultPayload"]["metadata"] == invoked["metadata"]
     assert task["errorPayload"] is None
+    assert task["callback"] is None  # no callbackUrl
 
 
 async def test_another_tokens_task_is_404(

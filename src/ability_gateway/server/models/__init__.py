@@ -2,9 +2,19 @@
 
 from ability_gateway.server.models.base import metadata
 from ability_gateway.server.models.call_log import call_logs
+from ability_gateway.server.models.delivery import deliveries, delivery_attempts
 from ability_gateway.server.models.idempotency import idempotency_keys
 from ability_gateway.server.models.job import jobs
 from ability_gateway.server.models.task import tasks
 from ability_gateway.server.models.token import tokens
 
-__all__ = ["call_logs", "idempotency_keys", "jobs", "metadata", "tasks", "tokens"]
+__all__ = [
+    "call_logs",
+    "deliveries",
+    "delivery_attempts",
+    "idempotency_keys",
+    "jobs",
+    "metadata",
+    "tasks",
+    "tokens",
+]

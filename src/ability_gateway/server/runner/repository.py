@@ -189,7 +189,7 @@ def finish(
     return bool(conn.execute(statement, params).rowcount)
 
 
-def end_for_task(conn: Connection, task_id: str, state: str) -> int:
+def end_for_task(conn: Connection, task_id: str, state: str, kind: str | None = None) -> int:
     """End a task's active jobs whoever holds them (cancel, an inbound completion notice).
 
     A runner still working on one finds its lease gone at its next heartbeat or
@@ -198,6 +198,7 @@ def end_for_task(conn: Connection, task_id: str, state: str) -> int:
     result = conn.execute(
         update(jobs)
         .where(jobs.c.task_id == task_id, jobs.c.state.in_(ACTIVE_STATES))
+        .where(jobs.c.kind == kind if kind is not None else jobs.c.kind.is_not(None))
         .values(
             state=state,
             lease_owner=None,
@@ -213,7 +214,14 @@ def expired(conn: Connection, limit: int) -> list[Any]:
     """Running jobs whose lease ran out: their runner died (or stalled past its lease)."""
     return list(
         conn.execute(
-            select(jobs.c.id, jobs.c.task_id, jobs.c.crash_count, jobs.c.lease_owner)
+            select(
+                jobs.c.id,
+                jobs.c.kind,
+                jobs.c.task_id,
+                jobs.c.payload,
+                jobs.c.crash_count,
+                jobs.c.lease_owner,
+            )
             .where(jobs.c.state == "running", jobs.c.lease_expires_at < db_now_ms())
             .order_by(jobs.c.lease_expires_at)
             .limit(limit)

@@ -17,7 +17,6 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -25,15 +24,17 @@ from sqlalchemy.engine import Connection
 
 from ability_gateway.server.runner import repository
 from ability_gateway.server.runner.repository import Lease
-from ability_gateway.server.runner.steps import StepContext, StepResult, step_for
+from ability_gateway.server.runner.steps import (
+    StepContext,
+    StepResult,
+    crash_handler_for,
+    step_for,
+)
 
 if TYPE_CHECKING:
     from ability_gateway.server.state import GatewayState
 
 logger = logging.getLogger(__name__)
-
-# Called with (connection, task id, reason) when a job's crashes fail its task.
-CrashHandler = Callable[[Connection, str, str], None]
 
 
 def runner_id() -> str:
@@ -50,7 +51,6 @@ class Runner:
         lease_seconds: float,
         sweep_seconds: float,
         max_crashes: int,
-        on_crashed_task: CrashHandler,
     ) -> None:
         self.gateway = gateway
         self.owner = runner_id()
@@ -59,7 +59,6 @@ class Runner:
         self.lease_ms = int(lease_seconds * 1000)
         self.sweep_seconds = sweep_seconds
         self.max_crashes = max_crashes
-        self.on_crashed_task = on_crashed_task
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -167,13 +166,15 @@ class Runner:
             return self._crash_result(lease, f"{type(exc).__name__}: {exc}")
 
     def _crash_result(self, lease: Lease, reason: str) -> StepResult:
-        if lease.crash_count + 1 >= self.max_crashes and lease.task_id:
-            task_id = lease.task_id
+        if lease.crash_count + 1 >= self.max_crashes:
+            handler = crash_handler_for(lease.kind)
             return StepResult(
                 "failed",
                 error=reason,
-                writes=lambda conn: self.on_crashed_task(conn, task_id, reason),
-                touched_task=task_id,
+                writes=None
+                if handler is None
+                else lambda conn: handler(conn, lease.task_id, lease.payload, reason),
+                touched_task=lease.task_id,
                 extra={"crashed": True},
             )
         return StepResult("queued", delay_s=1.0, error=reason, extra={"crashed": True})
@@ -270,9 +271,12 @@ class Runner:
                     f"the job's runner crashed {row.crash_count + 1} times "
                     f"(last: {row.lease_owner}); giving up"
                 )
-                if repository.fail_crashed(conn, row.id, row.lease_owner, reason) and row.task_id:
-                    self.on_crashed_task(conn, row.task_id, reason)
-                    touched.append(row.task_id)
+                if repository.fail_crashed(conn, row.id, row.lease_owner, reason):
+                    handler = crash_handler_for(row.kind)
+                    if handler is not None:
+                        handler(conn, row.task_id, row.payload or {}, reason)
+                    if row.task_id:
+                        touched.append(row.task_id)
             elif repository.requeue_crashed(conn, row.id, row.lease_owner) and row.task_id:
                 touched.append(row.task_id)
         return touched

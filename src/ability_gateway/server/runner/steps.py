@@ -40,14 +40,20 @@ class StepResult:
 
 
 StepFn = Callable[[StepContext], Awaitable[StepResult]]
+# Called in the sweeper's transaction when a job of the kind crashed its runner too often:
+# (connection, task id, job payload, reason). It makes the failure visible.
+CrashFn = Callable[[Connection, str | None, dict[str, Any], str], None]
 _STEPS: dict[str, StepFn] = {}
+_ON_CRASH: dict[str, CrashFn] = {}
 
 
-def step(kind: str) -> Callable[[StepFn], StepFn]:
+def step(kind: str, *, on_crash: CrashFn | None = None) -> Callable[[StepFn], StepFn]:
     def register(fn: StepFn) -> StepFn:
         if kind in _STEPS and _STEPS[kind] is not fn:
             raise ValueError(f"two steps for job kind {kind!r}")
         _STEPS[kind] = fn
+        if on_crash is not None:
+            _ON_CRASH[kind] = on_crash
         return fn
 
     return register
@@ -55,3 +61,7 @@ def step(kind: str) -> Callable[[StepFn], StepFn]:
 
 def step_for(kind: str) -> StepFn | None:
     return _STEPS.get(kind)
+
+
+def crash_handler_for(kind: str) -> CrashFn | None:
+    return _ON_CRASH.get(kind)

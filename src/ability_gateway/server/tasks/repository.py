@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ability_gateway.server.db import db_now_ms
-from ability_gateway.server.models import call_logs, tasks
+from ability_gateway.server.models import call_logs, deliveries, tasks
 from ability_gateway.server.providers.coze.client import CozeCall
 from ability_gateway.server.tasks.schemas import TERMINAL_STATUSES
 
@@ -45,8 +45,20 @@ RESULT_COLUMNS = (
     tasks.c.client_metadata,
     tasks.c.result_payload,
     tasks.c.error_payload,
+    tasks.c.token_id,
+    tasks.c.callback_url,
+    tasks.c.callback_headers,
 )
 _FINISH_TASK_RETURNING = _FINISH_TASK.returning(*RESULT_COLUMNS)
+# A task as its owner sees it, with the state of its callback delivery.
+_VIEW = select(
+    *RESULT_COLUMNS,
+    tasks.c.created_at,
+    tasks.c.updated_at,
+    deliveries.c.id.label("delivery_id"),
+    deliveries.c.state.label("delivery_state"),
+    deliveries.c.attempts.label("delivery_attempts"),
+).select_from(tasks.outerjoin(deliveries, deliveries.c.task_id == tasks.c.id))
 
 
 def insert_task(conn: Connection, values: dict[str, Any], timeout_ms: int) -> None:
@@ -63,9 +75,7 @@ async def list_tasks(
     limit: int,
 ) -> list[RowMapping]:
     """A token's tasks, newest first (ids sort by creation time), after ``cursor``."""
-    query = select(*RESULT_COLUMNS, tasks.c.created_at, tasks.c.updated_at).where(
-        tasks.c.token_id == token_id
-    )
+    query = _VIEW.where(tasks.c.token_id == token_id)
     if status:
         query = query.where(tasks.c.status == status)
     if ability_id:
@@ -224,7 +234,7 @@ def find_by_external_id(conn: Connection, external_id: str) -> RowMapping | None
     )
 
 
-_GET_TASK = select(*RESULT_COLUMNS, tasks.c.created_at, tasks.c.updated_at).where(
+_GET_TASK = _VIEW.where(
     tasks.c.id == bindparam("task_id"), tasks.c.token_id == bindparam("token_id")
 )
 

@@ -48,6 +48,12 @@ class InvokeResult(BaseModel):
     raw: dict[str, Any]
 
 
+class CallbackSummary(BaseModel):
+    id: str
+    state: Literal["pending", "delivered", "exhausted", "gone"]
+    attempts: int
+
+
 class Task(BaseModel):
     """A task as ``GET /api/ability_tasks/{id}`` shows it (spec §3.3)."""
 
@@ -60,6 +66,9 @@ class Task(BaseModel):
     updateTime: str
     resultPayload: dict[str, Any] | None
     errorPayload: dict[str, Any] | None
+    callback: CallbackSummary | None = Field(
+        None, description="The task's callback delivery (`webhook-id`, state, attempts)."
+    )
 
 
 class TaskList(BaseModel):

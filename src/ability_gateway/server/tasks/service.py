@@ -31,6 +31,7 @@ from ability_gateway.server.abilities.catalog import AbilityDefinition
 from ability_gateway.server.abilities.validation import build_parameters, is_http_url
 from ability_gateway.server.auth.service import Principal
 from ability_gateway.server.db import db_now_ms
+from ability_gateway.server.egress import Network, url_problem
 from ability_gateway.server.errors import (
     BadRequest,
     Conflict,
@@ -47,7 +48,7 @@ from ability_gateway.server.models import idempotency_keys, tasks
 from ability_gateway.server.runner import repository as jobs_repository
 from ability_gateway.server.runner.repository import Lease
 from ability_gateway.server.state import GatewayState
-from ability_gateway.server.tasks import repository
+from ability_gateway.server.tasks import repository, terminal
 from ability_gateway.server.tasks.schemas import TERMINAL_STATUSES, InvokeRequest
 from ability_gateway.server.tasks.steps import (
     STATE_BY_STATUS,
@@ -110,9 +111,14 @@ def get_ability(gateway: GatewayState, ability_id: str) -> AbilityDefinition:
     return ability
 
 
-def _check_callback(body: InvokeRequest, errors: list[FieldError]) -> None:
-    if body.callbackUrl is not None and not is_http_url(body.callbackUrl):
-        errors.append(FieldError("callbackUrl", "must be an http(s) URL"))
+def _check_callback(
+    body: InvokeRequest, errors: list[FieldError], allow: tuple[Network, ...]
+) -> None:
+    if body.callbackUrl is not None:
+        if not is_http_url(body.callbackUrl):
+            errors.append(FieldError("callbackUrl", "must be an http(s) URL"))
+        elif (problem := url_problem(body.callbackUrl, allow)) is not None:
+            errors.append(FieldError("callbackUrl", problem))
     headers = body.callbackHeaders or {}
     if headers and body.callbackUrl is None:
         errors.append(FieldError("callbackHeaders", "needs a callbackUrl"))
@@ -241,7 +247,7 @@ async def invoke(
 ) -> InvokeAnswer:
     ability = get_ability(gateway, ability_id)
     errors: list[FieldError] = []
-    _check_callback(body, errors)
+    _check_callback(body, errors, gateway.settings.egress_networks)
     _check_metadata(body, errors)
     if errors:
         raise BadRequest("The request is invalid", errors)
@@ -422,6 +428,14 @@ def task_view(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
         "updateTime": iso_time(row["updated_at"]),
         "resultPayload": row["result_payload"],
         "errorPayload": row["error_payload"],
+        # Beyond spec §3.3: the state of the task's callback, when it has one.
+        "callback": None
+        if row.get("delivery_id") is None
+        else {
+            "id": row["delivery_id"],
+            "state": row["delivery_state"],
+            "attempts": row["delivery_attempts"],
+        },
     }
 
 
@@ -461,10 +475,10 @@ async def list_tasks(
 
 async def cancel_task(gateway: GatewayState, principal: Principal, task_id: str) -> dict[str, Any]:
     def cancel(conn: Connection) -> dict[str, Any] | None:
-        row = repository.cancel_task(conn, task_id, principal.token_id)
+        row = terminal.cancel(conn, task_id, principal.token_id)
         if row is None:
             return None
-        jobs_repository.end_for_task(conn, task_id, "canceled")
+        jobs_repository.end_for_task(conn, task_id, "canceled", kind=TASK_JOB)
         return dict(row)
 
     canceled = await gateway.db.run_write(cancel)
@@ -522,7 +536,7 @@ async def complete_external_job(
             result = external_failure(snapshot, [], payload, notice, None)
         assert result.writes is not None
         result.writes(conn)
-        jobs_repository.end_for_task(conn, row["id"], "done")
+        jobs_repository.end_for_task(conn, row["id"], "done", kind=TASK_JOB)
         return True
 
     outcome = await gateway.db.run_write(complete)

@@ -31,7 +31,7 @@ from ability_gateway.server.providers.coze.parsing import (
     loads_or_text,
 )
 from ability_gateway.server.runner.steps import StepContext, StepResult, step
-from ability_gateway.server.tasks import repository
+from ability_gateway.server.tasks import repository, terminal
 from ability_gateway.server.tasks.results import find_urls, media_entries, shape_output
 from ability_gateway.server.tasks.schemas import TERMINAL_STATUSES
 
@@ -100,7 +100,7 @@ def finish_writes(
         error = error_payload
         if error is not None and log_id is not None:
             error = {**error, "logId": log_id}
-        row = repository.finish_task(
+        row = terminal.finish(
             conn,
             task.id,
             status=status,
@@ -297,7 +297,21 @@ async def load_snapshot(ctx: StepContext) -> TaskSnapshot | None:
     )
 
 
-@step(TASK_JOB)
+def crash_writes(
+    conn: Connection, task_id: str | None, _payload: dict[str, Any], reason: str
+) -> None:
+    """The task's job crashed its runner too often: the task fails, visibly."""
+    if task_id is None:
+        return
+    terminal.finish(
+        conn,
+        task_id,
+        status="failed",
+        error_payload={"code": 500, "message": f"The task could not be completed: {reason}"},
+    )
+
+
+@step(TASK_JOB, on_crash=crash_writes)
 async def run_task(ctx: StepContext) -> StepResult:
     preloaded: tuple[TaskSnapshot, Finished] | None = ctx.preloaded
     if preloaded is not None:
@@ -589,13 +603,3 @@ def external_failure(
         "debugUrl": payload.get("debugUrl"),
     }
     return fail(task, calls, error, execute_id=payload.get("executeId"), holder=holder)
-
-
-def crash_writes(conn: Connection, task_id: str, reason: str) -> None:
-    """The sweeper gave up on a task's job: the task fails, visibly."""
-    repository.finish_task(
-        conn,
-        task_id,
-        status="failed",
-        error_payload={"code": 500, "message": f"The task could not be completed: {reason}"},
-    )

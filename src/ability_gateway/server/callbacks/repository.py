@@ -1,0 +1,184 @@
+"""Every query on deliveries and their attempts (writes: sync functions for run_write)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ability_gateway.server.db import db_now_ms
+from ability_gateway.server.ids import new_id
+from ability_gateway.server.models import deliveries, delivery_attempts, tokens
+from ability_gateway.server.runner import repository as jobs
+
+DELIVER_JOB = "callback.deliver"
+
+_STATE_BY_STATUS = {
+    "succeeded": "completed",
+    "failed": "failed",
+    "canceled": "canceled",
+    "timeout": "timeout",
+}
+
+
+def callback_payload(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
+    """Spec §3.4.3, plus ``errorCode``."""
+    result = row["result_payload"] or {}
+    error = row["error_payload"] or {}
+    status = row["status"]
+    metadata = result.get("metadata")
+    if metadata is None:
+        metadata = {
+            "model": "coze",
+            "state": _STATE_BY_STATUS.get(status, status),
+            "taskId": row["id"],
+        }
+        if row.get("client_metadata") is not None:
+            metadata["client"] = row["client_metadata"]
+    return {
+        "requestId": row["request_id"],
+        "taskId": row["id"],
+        "abilityId": row["ability_id"],
+        "status": status,
+        "durationMs": row["duration_ms"],
+        "texts": result.get("texts", []),
+        "images": result.get("images", []),
+        "videos": result.get("videos", []),
+        "assets": result.get("assets", []),
+        "metadata": metadata,
+        "errorMessage": None if status == "succeeded" else error.get("message"),
+        "errorCode": None if status == "succeeded" else error.get("code"),
+    }
+
+
+_INSERT_DELIVERY = insert(deliveries).values(
+    state="pending",
+    attempts=0,
+    next_attempt_at=db_now_ms(),
+    created_at=db_now_ms(),
+    updated_at=db_now_ms(),
+)
+
+
+def enqueue_for_task(conn: Connection, row: RowMapping) -> str | None:
+    """Write the task's delivery and its job (same transaction as the terminal state)."""
+    url = row["callback_url"]
+    if not url:
+        return None
+    delivery_id = new_id("msg")
+    body = orjson.dumps(callback_payload(row)).decode()
+    conn.execute(
+        _INSERT_DELIVERY,
+        {
+            "id": delivery_id,
+            "task_id": row["id"],
+            "token_id": row["token_id"],
+            "url": url,
+            "headers": row["callback_headers"],
+            "body": body,
+        },
+    )
+    jobs.insert_job(conn, kind=DELIVER_JOB, task_id=row["id"], payload={"deliveryId": delivery_id})
+    return delivery_id
+
+
+_LOAD = (
+    select(
+        deliveries.c.id,
+        deliveries.c.task_id,
+        deliveries.c.url,
+        deliveries.c.headers,
+        deliveries.c.body,
+        deliveries.c.state,
+        deliveries.c.attempts,
+        tokens.c.callback_secret,
+    )
+    .join(tokens, tokens.c.id == deliveries.c.token_id)
+    .where(deliveries.c.id == bindparam("delivery_id"))
+)
+
+
+async def load(conn: AsyncConnection, delivery_id: str) -> RowMapping | None:
+    return (await conn.execute(_LOAD, {"delivery_id": delivery_id})).mappings().first()
+
+
+_INSERT_ATTEMPT = insert(delivery_attempts).values(
+    started_at=db_now_ms() - bindparam("b_duration"), duration_ms=bindparam("b_duration")
+)
+
+
+def record_attempt(
+    conn: Connection,
+    delivery_id: str,
+    *,
+    number: int,
+    manual: bool,
+    duration_ms: int,
+    http_status: int | None,
+    error: str | None,
+    excerpt: str | None,
+    node: str | None,
+    state: str,
+    delay_ms: int | None,
+) -> None:
+    """One attempt, and the delivery's state after it (``delay_ms``: when to try again)."""
+    conn.execute(
+        _INSERT_ATTEMPT,
+        {
+            "delivery_id": delivery_id,
+            "number": number,
+            "manual": manual,
+            "b_duration": duration_ms,
+            "http_status": http_status,
+            "error": error,
+            "response_excerpt": excerpt,
+            "node": node,
+        },
+    )
+    values: dict[str, Any] = {
+        "state": state,
+        "last_status": http_status,
+        "last_error": error,
+        "updated_at": db_now_ms(),
+    }
+    if not manual:  # a manual attempt is outside the schedule: it changes neither
+        values["attempts"] = deliveries.c.attempts + 1
+        values["next_attempt_at"] = None if delay_ms is None else db_now_ms() + delay_ms
+    if state == "delivered":
+        values["delivered_at"] = db_now_ms()
+    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
+
+
+def give_up(conn: Connection, delivery_id: str, reason: str) -> None:
+    conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id == delivery_id, deliveries.c.state == "pending")
+        .values(state="exhausted", last_error=reason, next_attempt_at=None, updated_at=db_now_ms())
+    )
+
+
+async def for_task(
+    conn: AsyncConnection, task_id: str
+) -> tuple[RowMapping | None, list[RowMapping]]:
+    delivery = (
+        (await conn.execute(select(deliveries).where(deliveries.c.task_id == task_id)))
+        .mappings()
+        .first()
+    )
+    if delivery is None:
+        return None, []
+    attempts = (
+        (
+            await conn.execute(
+                select(delivery_attempts)
+                .where(delivery_attempts.c.delivery_id == delivery["id"])
+                .order_by(delivery_attempts.c.id)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return delivery, list(attempts)

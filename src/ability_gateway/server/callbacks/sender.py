@@ -1,0 +1,84 @@
+"""One HTTP attempt of a delivery: sign, POST through the egress guard, judge the answer.
+
+Success is HTTP 2xx and, when the answer is a JSON object with a ``code``, ``code == 0``
+(spec §3.4.4). 410 means the receiver is gone: no more retries. Redirects are failures.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+from sqlalchemy.engine import RowMapping
+from standardwebhooks import Webhook
+
+from ability_gateway import __version__
+from ability_gateway.server.egress import EgressRefused, SafeClient, describe
+
+USER_AGENT = f"ability-gateway/{__version__} (callbacks)"
+EXCERPT_BYTES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    ok: bool
+    gone: bool
+    http_status: int | None
+    error: str | None
+    excerpt: str | None
+    duration_ms: int
+
+
+def sign(secret: str, msg_id: str, body: str, when: datetime | None = None) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt."""
+    when = when or datetime.now(UTC)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, when, body),
+    }
+
+
+def _judge(status: int, body: bytes) -> tuple[bool, str | None]:
+    if not 200 <= status < 300:
+        if 300 <= status < 400:
+            return False, f"HTTP {status}: redirects are not followed"
+        return False, f"HTTP {status}"
+    try:
+        answer: Any = orjson.loads(body) if body.strip() else None
+    except orjson.JSONDecodeError:
+        return True, None  # not JSON: the status decides
+    if isinstance(answer, dict) and "code" in answer:
+        code = answer["code"]
+        if code == 0 or code == "0":
+            return True, None
+        return False, f"the receiver answered code {str(code)[:40]}"
+    return True, None
+
+
+async def attempt(client: SafeClient, delivery: RowMapping, *, timeout: float) -> AttemptResult:
+    body = delivery["body"]
+    headers = {
+        **(delivery["headers"] or {}),
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        **sign(delivery["callback_secret"], delivery["id"], body),
+    }
+    started = time.perf_counter()
+    try:
+        response = await client.post(
+            delivery["url"], body=body.encode(), headers=headers, timeout=timeout
+        )
+    except (EgressRefused, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return AttemptResult(False, False, None, describe(exc), None, _ms(started))
+    ok, error = _judge(response.status, response.body)
+    excerpt = response.body[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+    return AttemptResult(ok, response.status == 410, response.status, error, excerpt, _ms(started))
+
+
+def _ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
