@@ -101,3 +101,84 @@ def gateway_process(env: dict[str, str], data_dir: Path, port: int | None = None
 
 
 NOTICE_SECRET = "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="  # test-only key
+
+
+class Receiver:
+    """A loopback HTTP receiver for callbacks, on its own thread and event loop.
+
+    ``script`` says how to answer, in order: (status, body, delay seconds); after the
+    script runs out, ``default`` answers. Every request is recorded with its arrival time.
+    """
+
+    def __init__(
+        self,
+        script: list[tuple[int, object, float]] | None = None,
+        default: tuple[int, object, float] = (200, {"code": 0, "message": "success"}, 0.0),
+    ) -> None:
+        import threading
+
+        self.script = list(script or [])
+        self.default = default
+        self.requests: list[dict[str, object]] = []
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/callback"
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._stop: object = None
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        assert self._ready.wait(10), "receiver did not start"
+        return self
+
+    def __exit__(self, *_: object) -> None:
+
+        loop, stop = self._stop  # type: ignore[misc]
+        loop.call_soon_threadsafe(stop.set)
+        self._thread.join(10)
+
+    def _serve(self) -> None:
+        import asyncio
+        import json
+        import time as _time
+
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            self.requests.append(
+                {
+                    "time": _time.monotonic(),
+                    "path": request.path,
+                    "headers": dict(request.headers),
+                    "body": body.decode(),
+                }
+            )
+            status, answer, delay = self.script.pop(0) if self.script else self.default
+            if delay:
+                await asyncio.sleep(delay)
+            if 300 <= status < 400:
+                raise web.HTTPFound(str(answer))
+            text = answer if isinstance(answer, str) else json.dumps(answer)
+            return web.Response(status=status, text=text, content_type="application/json")
+
+        async def main() -> None:
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", handle)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            stop = asyncio.Event()
+            self._stop = (asyncio.get_running_loop(), stop)
+            self._ready.set()
+            await stop.wait()
+            await runner.cleanup()
+
+        asyncio.run(main())
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[dict[str, object]]:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count:
+            assert time.monotonic() < deadline, f"{len(self.requests)} of {count} callbacks came"
+            time.sleep(0.02)
+        return self.requests

@@ -192,17 +192,24 @@ class SafeClient:
         problem = url_problem(url, self.allow)
         if problem is not None:
             raise EgressRefused(f"the URL {problem}")
-        async with self._client().post(
-            url,
-            data=body,
-            headers=headers,
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as resp:
-            data = await resp.content.read(self.max_response_bytes + 1)
-            return Response(
-                resp.status, data[: self.max_response_bytes], len(data) > self.max_response_bytes
-            )
+        try:
+            async with self._client().post(
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
+                data = await resp.content.read(self.max_response_bytes + 1)
+                return Response(
+                    resp.status,
+                    data[: self.max_response_bytes],
+                    len(data) > self.max_response_bytes,
+                )
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, EgressRefused):
+                raise exc.os_error from exc
+            raise
 
     async def close(self) -> None:
         if self._session is not None:
