@@ -182,3 +182,13 @@ class Receiver:
             assert time.monotonic() < deadline, f"{len(self.requests)} of {count} callbacks came"
             time.sleep(0.02)
         return self.requests
+
+    async def wait(self, count: int, timeout: float = 30.0) -> list[dict[str, object]]:
+        """``wait_for`` for async tests (whose event loop must keep running)."""
+        import asyncio
+
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count:
+            assert time.monotonic() < deadline, f"{len(self.requests)} of {count} callbacks came"
+            await asyncio.sleep(0.02)
+        return self.requests

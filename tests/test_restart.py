@@ -178,3 +178,58 @@ def test_two_runners_never_run_the_same_job(tmp_path: Path) -> None:
     assert len(runs) == 40
     assert all(count == 1 for _, count, _ in runs)  # no job ran twice
     assert len(nodes) == 2  # and both runners took a share
+
+
+def _callback_gateway(
+    tmp_path: Path, sim: str, name: str, **extra: str
+) -> tuple[dict[str, str], int]:
+    env = gateway_env(tmp_path / name, sim, GATEWAY_EGRESS_ALLOW="127.0.0.0/8", **extra)
+    (tmp_path / name).mkdir()
+    return env, free_port()
+
+
+def test_sigkill_during_a_delivery_and_during_a_retry_wait_loses_no_callback(
+    tmp_path: Path,
+) -> None:
+    from tests.support import Receiver
+
+    slow_first = [(200, {"code": 0}, 5.0)]  # the first attempt hangs while the gateway dies
+    fail_first = [(500, {"code": 1}, 0.0)]  # the first attempt fails; the retry waits 3 s
+    with (
+        simulator_process() as sim,
+        Receiver(script=slow_first) as during_delivery,
+        Receiver(script=fail_first) as during_wait,
+    ):
+        env, port = _callback_gateway(
+            tmp_path, sim, "gw", GATEWAY_CALLBACK_RETRY_SCHEDULE="3,3,3,3,3"
+        )
+        url = f"http://127.0.0.1:{port}"
+        headers = new_token(env)
+        image = f"{sim}/files/samples/square.png"
+        proc = start_process(["serve", "--port", str(port)], env, tmp_path / "gw" / "first.log")
+        wait_http(f"{url}/healthz", proc=proc)
+        for receiver in (during_delivery, during_wait):
+            r = httpx.post(
+                f"{url}/api/abilities/ability_coze_prompt_extract/invoke",
+                json={"inputs": {"url": image}, "callbackUrl": receiver.url},
+                headers=headers,
+            )
+            assert r.status_code == 200, r.text
+        during_delivery.wait_for(1)
+        during_wait.wait_for(1)
+        time.sleep(0.3)  # the failed attempt is recorded, its retry scheduled 3 s later
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+        proc = start_process(["serve", "--port", str(port)], env, tmp_path / "gw" / "second.log")
+        try:
+            wait_http(f"{url}/healthz", proc=proc)
+            first = during_delivery.wait_for(2, timeout=30)
+            second = during_wait.wait_for(2, timeout=30)
+        finally:
+            stop_process(proc)
+    for requests in (first, second):
+        ids = {r["headers"]["webhook-id"] for r in requests}  # type: ignore[index]
+        assert len(ids) == 1  # the same webhook-id after the restart
+    # The retry kept its schedule: not earlier than 3 s after the failed attempt.
+    assert second[1]["time"] - second[0]["time"] >= 3.0  # type: ignore[operator]

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from ability_gateway.server.models import call_logs, jobs
-from tests.server.tasks.conftest import LiveFactory
+from tests.server.conftest import LiveFactory
 
 GEN = "ability_coze_image_gen_4step"
 PATTERN = "ability_coze_pattern_extract"
