@@ -36,6 +36,7 @@ fix: $(STAMP)
 ## Benchmarks (ratios against a baseline measured in the same run).
 bench: $(STAMP)
 	$(BIN)/python bench/invoke_latency.py
+	$(BIN)/python bench/callbacks.py
 	$(BIN)/python bench/inflight.py
 
 clean:

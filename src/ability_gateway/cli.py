@@ -361,6 +361,8 @@ def demo(
     os.environ["GATEWAY_COZE_BASE_URL"] = sim_url
     os.environ["GATEWAY_COZE_API_TOKEN"] = "pat_simulator"
     os.environ["GATEWAY_PROVIDER_CALLBACK_SECRET"] = notice_secret
+    # Callbacks to a receiver on this machine are the point of a demo.
+    os.environ.setdefault("GATEWAY_EGRESS_ALLOW", "127.0.0.0/8")
     get_settings_cache_clear()
     settings = _settings()
     _configure_logging(settings.log_level)
