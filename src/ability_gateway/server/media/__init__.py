@@ -1,0 +1,1 @@
+"""Media: images and videos the gateway stores and serves."""
