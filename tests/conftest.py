@@ -38,6 +38,8 @@ def make_settings(data_dir: Path, coze_base_url: str, **overrides: object) -> Se
         "coze_base_url": coze_base_url,
         "coze_api_token": "pat_simulator",
         "coze_retry_backoff_seconds": 0.01,
+        # The simulator serves outputs on loopback: let the gateway mirror them.
+        "egress_allow": "127.0.0.0/8",
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

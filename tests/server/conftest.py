@@ -81,6 +81,7 @@ async def live(tmp_path: Path) -> AsyncIterator[LiveFactory]:
                 provider_callback_secret=NOTICE_SECRET if notify else None,
                 runner_poll_seconds=0.05,
                 sweep_seconds=0.2,
+                public_base_url=url,
                 **overrides,
             )
             app = create_app(settings)

@@ -18,6 +18,7 @@ from ability_gateway.server.errors import install_error_handlers
 from ability_gateway.server.health.endpoints import router as health_router
 from ability_gateway.server.http import RequestIdMiddleware
 from ability_gateway.server.lifecycle import gateway_state
+from ability_gateway.server.media.endpoints import router as media_router
 from ability_gateway.server.provider_callbacks.endpoints import router as provider_callbacks_router
 from ability_gateway.server.tasks.endpoints import router as tasks_router
 from ability_gateway.server.tasks.schemas import InvokeRequest
@@ -72,4 +73,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(callbacks_router)
     app.include_router(provider_callbacks_router)
     app.include_router(health_router)
+    app.include_router(media_router)
     return app

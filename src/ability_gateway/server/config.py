@@ -91,6 +91,42 @@ class Settings(BaseSettings):
         "",
         description="CIDRs outbound HTTP may reach although not public (e.g. `127.0.0.0/8`).",
     )
+    storage_url: str | None = Field(
+        None,
+        description="Where media is stored: `file:///abs/dir` or `s3://bucket/prefix`. "
+        "Default: `<data_dir>/media`.",
+    )
+    public_base_url: str | None = Field(
+        None,
+        description="The gateway's URL as Coze and apps reach it (local media URLs). "
+        "Default: `http://<host>:<port>`.",
+    )
+    storage_public_url: str | None = Field(
+        None,
+        description="S3 only: public (CDN or bucket) URL of the prefix; unset → presigned URLs.",
+    )
+    s3_endpoint: str | None = Field(None, description="S3-compatible endpoint (OSS, MinIO).")
+    s3_region: str | None = Field(None, description="S3 region.")
+    s3_access_key_id: str | None = Field(None, description="S3 access key id.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret access key.")
+    presign_seconds: int = Field(
+        3600,
+        ge=1,
+        le=604800,
+        description="Lifetime of presigned media URLs (S3 without a public URL).",
+    )
+    max_image_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, description="Largest `imageBase64` image, in bytes (else 413)."
+    )
+    media_max_download_bytes: int = Field(
+        100 * 1024 * 1024, ge=1, description="Largest output file mirrored into storage."
+    )
+    media_download_timeout_seconds: float = Field(
+        60.0, gt=0, description="Timeout of one output download."
+    )
+    media_retention_days: float = Field(
+        0.0, ge=0, description="Delete media unused for this many days (0 = keep forever)."
+    )
     auth_cache_seconds: float = Field(
         2.0,
         ge=0,
@@ -107,6 +143,14 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'gateway.db'}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or f"file://{(self.data_dir / 'media').resolve()}"
+
+    @property
+    def resolved_public_base_url(self) -> str:
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def callback_schedule(self) -> tuple[float, ...]:

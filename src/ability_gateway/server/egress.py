@@ -211,10 +211,43 @@ class SafeClient:
                 raise exc.os_error from exc
             raise
 
+    async def get(self, url: str, *, timeout: float, max_bytes: int) -> bytes:
+        """GET a whole body of at most ``max_bytes``; raises TooLarge beyond it, and what
+        ``post`` raises otherwise. Non-2xx answers raise ``aiohttp.ClientResponseError``."""
+        problem = url_problem(url, self.allow)
+        if problem is not None:
+            raise EgressRefused(f"the URL {problem}")
+        try:
+            async with self._client().get(
+                url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
+                resp.raise_for_status()
+                if resp.status != 200:
+                    raise aiohttp.ClientResponseError(
+                        resp.request_info, (), status=resp.status, message="not a 200"
+                    )
+                declared = resp.content_length
+                if declared is not None and declared > max_bytes:
+                    raise TooLarge(f"{declared} bytes declared, more than {max_bytes}")
+                data = bytearray()
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    data += chunk
+                    if len(data) > max_bytes:
+                        raise TooLarge(f"more than {max_bytes} bytes")
+                return bytes(data)
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, EgressRefused):
+                raise exc.os_error from exc
+            raise
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class TooLarge(Exception):
+    """An answer bigger than the cap (reading stopped there)."""
 
 
 def describe(exc: BaseException) -> str:
@@ -223,6 +256,10 @@ def describe(exc: BaseException) -> str:
         return f"refused by the egress policy: {exc}"
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, TooLarge):
+        return f"too large: {exc}"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"HTTP {exc.status}"
     cause: Any = getattr(exc, "os_error", None)
     if isinstance(cause, EgressRefused):
         return f"refused by the egress policy: {cause}"

@@ -17,6 +17,8 @@ from ability_gateway.server.config import Settings
 from ability_gateway.server.db import Database
 from ability_gateway.server.egress import SafeClient
 from ability_gateway.server.executors.registry import ExecutorRegistry
+from ability_gateway.server.media.service import MediaService
+from ability_gateway.server.media.storage import Storage
 from ability_gateway.server.migrate import upgrade_to_head
 from ability_gateway.server.runner.runner import Runner
 from ability_gateway.server.state import GatewayState
@@ -32,13 +34,34 @@ async def gateway_state(
     db = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     await upgrade_to_head(db)
     executors = ExecutorRegistry.from_settings(settings)
+    egress = SafeClient(settings.egress_networks, user_agent=USER_AGENT)
+    storage = Storage.from_url(
+        settings.resolved_storage_url,
+        public_base_url=settings.storage_public_url
+        if not settings.resolved_storage_url.startswith("file:")
+        else settings.resolved_public_base_url,
+        s3_endpoint=settings.s3_endpoint,
+        s3_region=settings.s3_region,
+        s3_access_key_id=settings.s3_access_key_id,
+        s3_secret_access_key=settings.s3_secret_access_key.get_secret_value()
+        if settings.s3_secret_access_key
+        else None,
+        presign_seconds=settings.presign_seconds,
+    )
     state = GatewayState(
         settings=settings,
         db=db,
         catalog=catalog,
         executors=executors,
         token_cache=TokenCache(settings.auth_cache_seconds),
-        callback_client=SafeClient(settings.egress_networks, user_agent=USER_AGENT),
+        callback_client=egress,
+        media=MediaService(
+            storage,
+            db,
+            SafeClient(settings.egress_networks, user_agent=USER_AGENT, limit=32),
+            max_download_bytes=settings.media_max_download_bytes,
+            download_timeout=settings.media_download_timeout_seconds,
+        ),
     )
     state.runner = Runner(
         state,
@@ -68,4 +91,5 @@ async def gateway_state(
             await state.runner.stop(grace_seconds=settings.shutdown_grace_seconds)
         await executors.close()
         await state.callback_client.close()
+        await state.media.client.close()
         await db.dispose()

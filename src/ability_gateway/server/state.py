@@ -13,6 +13,7 @@ from ability_gateway.server.config import Settings
 from ability_gateway.server.db import Database
 from ability_gateway.server.egress import SafeClient
 from ability_gateway.server.executors.registry import ExecutorRegistry
+from ability_gateway.server.media.service import MediaService
 from ability_gateway.server.tasks.events import TaskEvents
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ class GatewayState:
     executors: ExecutorRegistry
     token_cache: TokenCache
     callback_client: SafeClient
+    media: MediaService
     task_events: TaskEvents = field(default_factory=TaskEvents)
     # Set right after construction (the runner needs the state it belongs to).
     runner: Runner = field(default=None)  # type: ignore[assignment]

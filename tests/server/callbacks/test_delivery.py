@@ -202,7 +202,7 @@ async def test_canceled_and_failed_tasks_call_back_too(live: LiveFactory) -> Non
     ],
 )
 async def test_a_callback_url_at_a_refused_address_is_400(live: LiveFactory, url: str) -> None:
-    async with live() as gw:
+    async with live(egress_allow="") as gw:
         response = await gw.invoke(PROMPT, {"inputs": {"url": image(gw)}, "callbackUrl": url})
     assert response.status_code == 400
     assert response.json()["errors"] == [
@@ -215,7 +215,7 @@ async def test_a_callback_url_at_a_refused_address_is_400(live: LiveFactory, url
 
 async def test_a_name_resolving_to_a_refused_address_fails_at_send_time(live: LiveFactory) -> None:
     with Receiver() as receiver:
-        async with live(callback_retry_schedule="60") as gw:
+        async with live(callback_retry_schedule="60", egress_allow="") as gw:
             await secret_of(gw)
             url = f"http://localhost:{receiver.port}/callback"
             response = await gw.invoke(PROMPT, {"inputs": {"url": image(gw)}, "callbackUrl": url})

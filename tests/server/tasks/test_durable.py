@@ -58,10 +58,13 @@ async def test_generation_answers_202_then_succeeds_by_notice(live: LiveFactory)
         assert result["metadata"]["taskId"] == task_id
         assert result["metadata"]["state"] == "completed"
         image = result["images"][0]
-        assert image["ossUrl"] is None
+        assert image["ossUrl"].startswith(f"{gw.url}/media/")
         async with httpx.AsyncClient() as plain:
-            png = await plain.get(image["sourceUrl"])
-        assert png_size(png.content) == (640, 320)
+            source = await plain.get(image["sourceUrl"])
+            mirrored = await plain.get(image["ossUrl"])
+        assert png_size(source.content) == (640, 320)
+        assert mirrored.content == source.content  # our copy, byte for byte
+        assert mirrored.headers["content-type"] == "image/png"
         assert task["errorPayload"] is None
 
 

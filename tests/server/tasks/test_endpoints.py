@@ -165,13 +165,17 @@ async def test_outpaint_returns_the_expanded_png(
     assert body["texts"] == []
     assert len(body["images"]) == 1
     image = body["images"][0]
-    assert image["ossUrl"] is None  # no object storage yet: never a made-up URL
     assert image["type"] == "image"
     async with httpx.AsyncClient() as plain:
         png = await plain.get(image["sourceUrl"])
     assert png.status_code == 200
     assert png.headers["content-type"] == "image/png"
     assert png_size(png.content) == (1024 + 30 + 40, 768 + 10 + 20)
+    # Our copy, served by the gateway itself (local storage).
+    assert image["ossUrl"].startswith("http://127.0.0.1:8080/media/")
+    ours = await client.get(image["ossUrl"].removeprefix("http://127.0.0.1:8080"))
+    assert ours.status_code == 200
+    assert ours.content == png.content
 
 
 async def test_upscale_longest_side_is_bianchang(
@@ -358,17 +362,6 @@ async def test_invoke_of_unknown_ability_is_404(
 
 async def test_invoke_needs_a_token(client: httpx.AsyncClient) -> None:
     assert_error(await client.post(PROMPT, json={"inputs": {}}), 401)
-
-
-async def test_image_base64_is_501_until_media_storage(
-    client: httpx.AsyncClient, auth: dict[str, str]
-) -> None:
-    response = await client.post(
-        PROMPT,
-        json={"inputs": {}, "imageBase64": "data:image/png;base64,iVBORw0KGgo="},
-        headers=auth,
-    )
-    assert_error(response, 501)
 
 
 async def test_task_query_returns_the_spec_shape(

@@ -5,6 +5,7 @@ from ability_gateway.server.models.call_log import call_logs
 from ability_gateway.server.models.delivery import deliveries, delivery_attempts
 from ability_gateway.server.models.idempotency import idempotency_keys
 from ability_gateway.server.models.job import jobs
+from ability_gateway.server.models.media import media
 from ability_gateway.server.models.task import tasks
 from ability_gateway.server.models.token import tokens
 
@@ -14,6 +15,7 @@ __all__ = [
     "delivery_attempts",
     "idempotency_keys",
     "jobs",
+    "media",
     "metadata",
     "tasks",
     "tokens",

@@ -38,12 +38,12 @@ from ability_gateway.server.errors import (
     FieldError,
     GatewayError,
     NotFound,
-    NotImplementedYet,
     UpstreamError,
     UpstreamTimeout,
     shorten,
 )
 from ability_gateway.server.ids import new_id
+from ability_gateway.server.media.service import decode_data_url
 from ability_gateway.server.models import idempotency_keys, tasks
 from ability_gateway.server.runner import repository as jobs_repository
 from ability_gateway.server.runner.repository import Lease
@@ -56,6 +56,7 @@ from ability_gateway.server.tasks.steps import (
     Finished,
     TaskSnapshot,
     external_failure,
+    external_shaped,
     external_success,
 )
 
@@ -162,6 +163,42 @@ def _check_metadata(body: InvokeRequest, errors: list[FieldError]) -> None:
         errors.append(FieldError("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON"))
 
 
+_PENDING_IMAGE = "https://pending.invalid/image"
+
+
+async def _parameters(
+    gateway: GatewayState, ability: AbilityDefinition, body: InvokeRequest
+) -> dict[str, Any]:
+    """The workflow's parameters; an ``imageBase64`` is stored first and passed by its URL."""
+    if body.imageBase64 is None:
+        return build_parameters(ability, body.inputs, body.imageUrl)
+    field = ability.image_field
+    if body.imageUrl is not None:
+        raise BadRequest(
+            "Give the image once",
+            [FieldError("imageBase64", "give either imageUrl or imageBase64, not both")],
+        )
+    if field is None:
+        raise BadRequest(
+            "This ability takes no image",
+            [FieldError("imageBase64", "this ability takes no image")],
+        )
+    if body.inputs.get(field) not in (None, ""):
+        raise BadRequest(
+            "Give the image once",
+            [
+                FieldError(
+                    "imageBase64", f"give the image either as imageBase64 or as inputs.{field}"
+                )
+            ],
+        )
+    data, kind = decode_data_url(body.imageBase64, gateway.settings.max_image_bytes)
+    # Validate the other inputs before anything is stored.
+    parameters = build_parameters(ability, body.inputs, _PENDING_IMAGE)
+    parameters[field] = await gateway.media.store(data, kind)
+    return parameters
+
+
 def iso_time(ms: int) -> str:
     return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -251,9 +288,7 @@ async def invoke(
     _check_metadata(body, errors)
     if errors:
         raise BadRequest("The request is invalid", errors)
-    if body.imageBase64 is not None:
-        raise NotImplementedYet("imageBase64 inputs need media storage, not in this version yet")
-    parameters = build_parameters(ability, body.inputs, body.imageUrl)
+    parameters = await _parameters(gateway, ability, body)
     if ability.status != "active":
         raise BadRequest(f"Ability {ability.id!r} is {ability.status}")
     executor = gateway.executors.choose(body.executorId)
@@ -507,15 +542,30 @@ async def complete_external_job(
     """Finish the task waiting on ``external_id`` from a verified notice.
 
     False when no task waits on that id. Idempotent: a task that already finished
-    (an earlier notice, a poll, a cancel, a timeout) is left as it is.
+    (an earlier notice, a poll, a cancel, a timeout) is left as it is. Outputs are
+    mirrored first, outside any transaction.
     """
+    async with gateway.db.read() as conn:
+        found = (
+            (await conn.execute(select(tasks.c.id).where(tasks.c.external_id == external_id)))
+            .scalars()
+            .first()
+        )
+    if found is None:
+        return False
+    succeeded = str(notice.get("status", "")).lower() in (
+        "succeeded",
+        "success",
+        "done",
+        "completed",
+    )
+    shaped = external_shaped(notice) if succeeded else {}
+    warnings = await gateway.media.mirror_all(shaped) if succeeded else []
 
-    def complete(conn: Connection) -> bool | None:
+    def complete(conn: Connection) -> str | None:
         row = repository.find_by_external_id(conn, external_id)
-        if row is None:
+        if row is None or row["status"] in TERMINAL_STATUSES:
             return None
-        if row["status"] in TERMINAL_STATUSES:
-            return False
         ability = gateway.catalog.get(row["ability_id"])
         snapshot = TaskSnapshot(
             id=row["id"],
@@ -529,24 +579,18 @@ async def complete_external_job(
             external_id=external_id,
         )
         payload = {"externalId": external_id, "executeId": row["execute_id"]}
-        state = str(notice.get("status", "")).lower()
-        if state in ("succeeded", "success", "done", "completed") and ability is not None:
-            result = external_success(ability, snapshot, [], payload, notice, None)
+        if succeeded and ability is not None:
+            result = external_success(
+                ability, snapshot, [], payload, notice, None, shaped, warnings
+            )
         else:
             result = external_failure(snapshot, [], payload, notice, None)
         assert result.writes is not None
         result.writes(conn)
         jobs_repository.end_for_task(conn, row["id"], "done", kind=TASK_JOB)
-        return True
+        return str(row["id"])
 
-    outcome = await gateway.db.run_write(complete)
-    if outcome is None:
-        return False
-    if outcome:
-        async with gateway.db.read() as conn:
-            task_id = (
-                await conn.execute(select(tasks.c.id).where(tasks.c.external_id == external_id))
-            ).scalar()
-        if task_id:
-            gateway.task_events.notify(task_id)
+    task_id = await gateway.db.run_write(complete)
+    if task_id:
+        gateway.task_events.notify(task_id)
     return True

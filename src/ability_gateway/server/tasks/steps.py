@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy.engine import Connection
@@ -34,6 +34,9 @@ from ability_gateway.server.runner.steps import StepContext, StepResult, step
 from ability_gateway.server.tasks import repository, terminal
 from ability_gateway.server.tasks.results import find_urls, media_entries, shape_output
 from ability_gateway.server.tasks.schemas import TERMINAL_STATUSES
+
+if TYPE_CHECKING:
+    from ability_gateway.server.state import GatewayState
 
 TASK_JOB = "task.run"
 # Coze drops a synchronous run's connection at about 90 s (reference §6).
@@ -145,6 +148,7 @@ def success_payload(
     raw: dict[str, Any] | None,
     usage: Any = None,
     external_id: str | None = None,
+    warnings: list[str] | None = None,
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "model": ability.provider,
@@ -159,6 +163,9 @@ def success_payload(
         metadata["usage"] = usage
     if external_id is not None:
         metadata["externalJobId"] = external_id
+    if warnings:
+        # E.g. an output that could not be copied into our storage (its ossUrl is null).
+        metadata["warnings"] = warnings
     if task.client_metadata is not None:
         metadata["client"] = task.client_metadata
     return {**shaped, "metadata": metadata, "raw": raw or {}}
@@ -176,6 +183,7 @@ def succeed(
     usage: Any = None,
     external_id: str | None = None,
     holder: Finished | None = None,
+    warnings: list[str] | None = None,
 ) -> StepResult:
     payload = success_payload(
         ability,
@@ -187,6 +195,7 @@ def succeed(
         raw=raw,
         usage=usage,
         external_id=external_id,
+        warnings=warnings,
     )
     try:
         orjson.dumps(payload)
@@ -339,14 +348,18 @@ async def run_task(ctx: StepContext) -> StepResult:
         gateway.task_events.notify(task.id)
     phase = ctx.lease.payload.get("phase", "start")
     if phase == "coze_poll":
-        return await _poll_coze(ability, task, executor, ctx.lease.payload, holder)
+        return await _poll_coze(gateway, ability, task, executor, ctx.lease.payload, holder)
     if phase == "external":
-        return await _poll_external(ability, task, executor, ctx.lease.payload, holder)
-    return await _start(ability, task, executor, holder)
+        return await _poll_external(gateway, ability, task, executor, ctx.lease.payload, holder)
+    return await _start(gateway, ability, task, executor, holder)
 
 
 async def _start(
-    ability: AbilityDefinition, task: TaskSnapshot, executor: CozeExecutor, holder: Finished
+    gateway: GatewayState,
+    ability: AbilityDefinition,
+    task: TaskSnapshot,
+    executor: CozeExecutor,
+    holder: Finished,
 ) -> StepResult:
     loop = asyncio.get_running_loop()
     if ability.coze_async and executor.allow_async:
@@ -377,7 +390,8 @@ async def _start(
         capped = budget < task.remaining_s
         return upstream_failure(ability, task, outcome, sync_cap_hit=capped, holder=holder)
     last = outcome.last
-    return _after_output(
+    return await _after_output(
+        gateway,
         ability,
         task,
         outcome.calls,
@@ -390,7 +404,8 @@ async def _start(
     )
 
 
-def _after_output(
+async def _after_output(
+    gateway: GatewayState,
     ability: AbilityDefinition,
     task: TaskSnapshot,
     calls: list[CozeCall],
@@ -412,6 +427,9 @@ def _after_output(
             # Data, not a crash: retrying would read the same output again.
             message = "The workflow's output could not be read (nested too deeply)"
             return fail(task, calls, {"code": 502, "message": message}, holder=holder)
+        # Coze's URLs expire: copy every image and video before the task (and its
+        # callback) says it succeeded.
+        warnings = await gateway.media.mirror_all(shaped)
         return succeed(
             ability,
             task,
@@ -422,6 +440,7 @@ def _after_output(
             raw=raw,
             usage=usage,
             holder=holder,
+            warnings=warnings,
         )
     external_id = _external_id(end_output(data))
     if not external_id:
@@ -458,6 +477,7 @@ def _external_id(output: Any) -> str | None:
 
 
 async def _poll_coze(
+    gateway: GatewayState,
     ability: AbilityDefinition,
     task: TaskSnapshot,
     executor: CozeExecutor,
@@ -494,7 +514,8 @@ async def _poll_coze(
         if end_vars is None and item.get("is_output_trimmed"):
             message = "Coze trimmed the run's output (over 1 MB)"
             return fail(task, [call], {"code": 502, "message": message}, holder=holder)
-        return _after_output(
+        return await _after_output(
+            gateway,
             ability,
             task,
             [call],
@@ -530,6 +551,7 @@ def _reschedule(
 
 
 async def _poll_external(
+    gateway: GatewayState,
     ability: AbilityDefinition,
     task: TaskSnapshot,
     executor: CozeExecutor,
@@ -557,10 +579,21 @@ async def _poll_external(
         return _reschedule(task, outcome.calls, {**payload, "delay": next_delay}, delay)
     state = str(report.get("status", "")).lower()
     if state in ("succeeded", "success", "done", "completed"):
-        return external_success(ability, task, outcome.calls, payload, report, holder)
+        shaped = external_shaped(report)
+        warnings = await gateway.media.mirror_all(shaped)
+        return external_success(
+            ability, task, outcome.calls, payload, report, holder, shaped, warnings
+        )
     if state in ("failed", "fail", "error"):
         return external_failure(task, outcome.calls, payload, report, holder)
     return _reschedule(task, outcome.calls, {**payload, "delay": next_delay}, delay)
+
+
+def external_shaped(report: dict[str, Any]) -> dict[str, Any]:
+    """The result of a finished generation job, from its report (query answer or notice)."""
+    images, videos = media_entries(find_urls(report.get("images") or report.get("urls") or []))
+    texts = [t for t in (report.get("texts") or []) if isinstance(t, str)]
+    return {"texts": texts, "images": images, "videos": videos, "assets": []}
 
 
 def external_success(
@@ -570,10 +603,9 @@ def external_success(
     payload: dict[str, Any],
     report: dict[str, Any],
     holder: Finished | None,
+    shaped: dict[str, Any],
+    warnings: list[str],
 ) -> StepResult:
-    images, videos = media_entries(find_urls(report.get("images") or report.get("urls") or []))
-    texts = [t for t in (report.get("texts") or []) if isinstance(t, str)]
-    shaped = {"texts": texts, "images": images, "videos": videos, "assets": []}
     external_id = str(payload.get("externalId"))
     return succeed(
         ability,
@@ -585,6 +617,7 @@ def external_success(
         raw={"job": report},
         external_id=external_id,
         holder=holder,
+        warnings=warnings,
     )
 
 

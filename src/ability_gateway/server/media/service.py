@@ -1,0 +1,170 @@
+"""Media in and out: images given as data URLs, and workflow outputs mirrored into our storage.
+
+Every stored file is deduplicated by its SHA-256 (one object, one ``media`` row, however
+many tasks use it) and named by a random key, so its URL cannot be guessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from ability_gateway.server.db import Database, db_now_ms
+from ability_gateway.server.egress import EgressRefused, SafeClient, TooLarge, describe
+from ability_gateway.server.errors import BadRequest, FieldError, PayloadTooLarge
+from ability_gateway.server.media.sniff import EXTENSIONS, IMAGE_TYPES, sniff
+from ability_gateway.server.media.storage import Storage
+from ability_gateway.server.models import media
+
+_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?((?:;[\w-]+=[\w.+-]+)*);base64,", re.ASCII)
+MIRROR_CONCURRENCY = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Mirrored:
+    oss_url: str | None
+    warning: str | None
+
+
+def decode_data_url(text: str, max_bytes: int) -> tuple[bytes, str]:
+    """The image in a ``data:image/…;base64,…`` URL, checked: 400/413 otherwise."""
+    match = _DATA_URL.match(text)
+    if match is None:
+        raise BadRequest(
+            "imageBase64 must be a data URL",
+            [FieldError("imageBase64", "must look like data:image/png;base64,<data>")],
+        )
+    payload = text[match.end() :]
+    if len(payload) * 3 // 4 > max_bytes + 3:
+        raise PayloadTooLarge(f"The image is larger than {max_bytes} bytes")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest(
+            "imageBase64 is not valid base64", [FieldError("imageBase64", "is not valid base64")]
+        ) from exc
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"The image is larger than {max_bytes} bytes")
+    kind = sniff(data)
+    if kind not in IMAGE_TYPES:
+        raise BadRequest(
+            "imageBase64 is not a supported image",
+            [FieldError("imageBase64", "is not a PNG, JPEG, WebP or GIF image")],
+        )
+    declared = (match.group(1) or "").lower()
+    if declared == "image/jpg":
+        declared = "image/jpeg"
+    if declared and declared != kind:
+        raise BadRequest(
+            "imageBase64's declared type does not match its bytes",
+            [FieldError("imageBase64", f"is declared {declared} but its bytes are {kind}")],
+        )
+    return data, kind
+
+
+class MediaService:
+    def __init__(
+        self,
+        storage: Storage,
+        db: Database,
+        client: SafeClient,
+        *,
+        max_download_bytes: int,
+        download_timeout: float,
+    ) -> None:
+        self.storage = storage
+        self.db = db
+        self.client = client
+        self.max_download_bytes = max_download_bytes
+        self.download_timeout = download_timeout
+
+    async def store(self, data: bytes, content_type: str, source_url: str | None = None) -> str:
+        """Store ``data`` (once per distinct content) and return its public URL."""
+        digest = hashlib.sha256(data).hexdigest()
+        async with self.db.read() as conn:
+            existing = (
+                await conn.execute(select(media.c.key).where(media.c.sha256 == digest))
+            ).scalar()
+        if existing is not None and await self.storage.exists(existing):
+            await self.db.run_write(
+                lambda conn: conn.execute(
+                    update(media).where(media.c.key == existing).values(last_used_at=db_now_ms())
+                )
+            )
+            return await self.storage.public_url(existing)
+        now = datetime.now(UTC)
+        key = f"{now:%Y/%m}/{secrets.token_hex(16)}{EXTENSIONS[content_type]}"
+        await self.storage.put(key, data, content_type)
+
+        def record(conn: Connection) -> str:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(media).values(
+                            key=key,
+                            sha256=digest,
+                            content_type=content_type,
+                            size=len(data),
+                            source_url=source_url,
+                            created_at=db_now_ms(),
+                            last_used_at=db_now_ms(),
+                        )
+                    )
+                return key
+            except IntegrityError:
+                # Stored concurrently by another task, or left by a retention race.
+                conn.execute(
+                    update(media)
+                    .where(media.c.sha256 == digest)
+                    .values(
+                        key=key, content_type=content_type, size=len(data), last_used_at=db_now_ms()
+                    )
+                )
+                return key
+
+        stored_key = await self.db.run_write(record)
+        return await self.storage.public_url(stored_key)
+
+    async def mirror(self, url: str) -> Mirrored:
+        """Copy one output URL into our storage; a failure is a warning, not an error."""
+        try:
+            data = await self.client.get(
+                url, timeout=self.download_timeout, max_bytes=self.max_download_bytes
+            )
+        except (EgressRefused, TooLarge, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return Mirrored(None, f"{url[:200]}: {describe(exc)}")
+        kind = sniff(data)
+        if kind is None:
+            return Mirrored(None, f"{url[:200]}: not a PNG, JPEG, WebP, GIF, MP4, WebM or MOV file")
+        try:
+            return Mirrored(await self.store(data, kind, source_url=url), None)
+        except Exception as exc:  # storage down: the task still succeeds, visibly warned
+            return Mirrored(None, f"{url[:200]}: could not be stored ({type(exc).__name__})")
+
+    async def mirror_all(self, shaped: dict[str, Any]) -> list[str]:
+        """Fill ``ossUrl`` of every image and video in ``shaped``; the warnings."""
+        entries = [*shaped.get("images", []), *shaped.get("videos", [])]
+        if not entries:
+            return []
+        limit = asyncio.Semaphore(MIRROR_CONCURRENCY)
+
+        async def one(entry: dict[str, Any]) -> str | None:
+            async with limit:
+                result = await self.mirror(entry["sourceUrl"])
+            entry["ossUrl"] = result.oss_url
+            return result.warning
+
+        warnings = await asyncio.gather(*(one(e) for e in entries))
+        return [w for w in warnings if w]
