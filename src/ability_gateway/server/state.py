@@ -44,6 +44,11 @@ class GatewayState:
         return task
 
     async def drain(self, timeout: float) -> None:
-        """Let in-flight work finish (graceful shutdown), up to ``timeout`` seconds."""
+        """Let in-flight work finish (graceful shutdown) for up to ``timeout`` seconds, then
+        cancel the rest: their jobs go back to the queue for a runner to finish."""
         if self.inflight:
-            await asyncio.wait(set(self.inflight), timeout=timeout)
+            _, pending = await asyncio.wait(set(self.inflight), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=10)

@@ -261,3 +261,16 @@ async def test_a_crash_requeue_keeps_the_jobs_payload(engine: GatewayState) -> N
     row = await job_row(engine, job_id)
     assert row["payload"] == {"phase": "x"}
     assert row["crash_count"] == 1
+
+
+async def test_a_graceful_stop_hands_running_jobs_back_without_a_crash(
+    engine: GatewayState,
+) -> None:
+    BEHAVIOUR.update(mode="sleep", seconds=30)
+    job_id = await enqueue(engine)
+    await until(lambda: _state_is(engine, job_id, "running"))
+    await engine.runner.stop(grace_seconds=0.1)
+    row = await job_row(engine, job_id)
+    assert row["state"] == "queued"
+    assert row["crash_count"] == 0
+    assert row["lease_token"] is None

@@ -405,3 +405,79 @@ async def test_notices_are_refused_when_not_configured(live: LiveFactory) -> Non
         response = await gw.client.post("/api/provider_callbacks/coze/job_x", content=b"{}")
         assert response.status_code == 503
         assert response.json()["code"] == 503
+
+
+async def test_an_idempotent_replay_of_a_generation_answers_202_at_once(live: LiveFactory) -> None:
+    async with live("--job-seconds", "30") as gw:
+        payload = gen_inputs(gw.sim_url)
+        first = await gw.invoke(GEN, payload, Idempotency_Key="gen-2")
+        again = await gw.invoke(GEN, payload, Idempotency_Key="gen-2")
+        assert first.status_code == again.status_code == 202
+        assert again.json()["metadata"]["taskId"] == first.json()["metadata"]["taskId"]
+        other = await gw.invoke(GEN, gen_inputs(gw.sim_url, prompt="狗"), Idempotency_Key="gen-2")
+        assert other.status_code == 409
+        assert other.json()["status"] in ("queued", "running")
+
+
+@pytest.mark.parametrize(
+    ("prefer", "applied"),
+    [
+        ("wait=0.1;x=1", "wait=0.1"),
+        ("handling=lenient", None),
+        ("respond-async, wait=5", "respond-async"),
+    ],
+)
+async def test_prefer_parameters_and_preference_applied(
+    live: LiveFactory, prefer: str, applied: str | None
+) -> None:
+    async with live() as gw:
+        response = await gw.invoke(PROMPT, {"inputs": {"url": sample(gw.sim_url)}}, Prefer=prefer)
+        assert response.headers.get("preference-applied") == applied
+
+
+@pytest.mark.parametrize("task_id", ["task_%00", "x" * 300, "a%2Fb"])
+async def test_odd_task_ids_are_404(live: LiveFactory, task_id: str) -> None:
+    async with live() as gw:
+        for method, path in [
+            ("GET", f"/api/ability_tasks/{task_id}"),
+            ("POST", f"/api/ability_tasks/{task_id}/cancel"),
+            ("GET", f"/api/ability_tasks/{task_id}/callbacks"),
+        ]:
+            response = await gw.client.request(method, path, headers=gw.headers)
+            assert response.status_code == 404, (method, path, response.text)
+            assert response.json()["code"] == 404
+        bad_cursor = await gw.client.get("/api/ability_tasks?cursor=%00", headers=gw.headers)
+        assert bad_cursor.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("notice", "field"),
+    [
+        ({}, "status"),
+        ({"status": "running"}, "status"),
+        ({"status": "succeeded", "texts": 5}, "texts"),
+    ],
+)
+async def test_a_notice_that_is_not_final_or_malformed_is_400(
+    live: LiveFactory, notice: dict[str, Any], field: str
+) -> None:
+    import datetime as dt
+    import json
+
+    from standardwebhooks import Webhook
+
+    from tests.support import NOTICE_SECRET
+
+    async with live() as gw:
+        body = json.dumps(notice)
+        now = dt.datetime.now(dt.UTC)
+        headers = {
+            "webhook-id": "msg_x",
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": Webhook(NOTICE_SECRET).sign("msg_x", now, body),
+        }
+        response = await gw.client.post(
+            "/api/provider_callbacks/coze/job_1", content=body, headers=headers
+        )
+        assert response.status_code == 400
+        assert response.json()["errors"][0]["field"] == field

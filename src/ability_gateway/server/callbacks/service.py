@@ -14,7 +14,7 @@ from ability_gateway.server.errors import NotFound, shorten
 from ability_gateway.server.runner import repository as jobs
 from ability_gateway.server.state import GatewayState
 from ability_gateway.server.tasks import repository as tasks
-from ability_gateway.server.tasks.service import iso_time
+from ability_gateway.server.tasks.service import check_task_id, iso_time
 
 
 def _view(delivery: RowMapping | None, attempts: list[RowMapping]) -> dict[str, Any]:
@@ -54,6 +54,7 @@ def _view(delivery: RowMapping | None, attempts: list[RowMapping]) -> dict[str, 
 
 
 async def _own_task(gateway: GatewayState, principal: Principal, task_id: str) -> None:
+    check_task_id(task_id)
     async with gateway.db.read() as conn:
         if await tasks.get_task(conn, task_id, principal.token_id) is None:
             raise NotFound(f"Task {shorten(task_id)!r} does not exist")

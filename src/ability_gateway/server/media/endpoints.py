@@ -26,7 +26,7 @@ class RangeNotSatisfiable(GatewayError):
     default_message = "The requested range is not satisfiable"
 
 
-@router.api_route("/media/{key:path}", methods=["GET", "HEAD"], operation_id="get_media")
+@router.api_route("/media/{key:path}", methods=["GET", "HEAD"])
 async def get_media(key: str, request: Request, gateway: Gateway) -> Response:
     """A stored image or video (local storage); supports `Range: bytes=a-b`."""
     storage = gateway.media.storage

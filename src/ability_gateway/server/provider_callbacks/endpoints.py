@@ -8,6 +8,7 @@ recording the id it is about to be told about.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,7 +16,13 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from ability_gateway.server.deps import Gateway
-from ability_gateway.server.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized
+from ability_gateway.server.errors import (
+    BadRequest,
+    FieldError,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from ability_gateway.server.http import JSONResponse
 from ability_gateway.server.tasks import service
 from ability_gateway.server.tasks.schemas import ErrorBody
@@ -23,6 +30,7 @@ from ability_gateway.server.tasks.schemas import ErrorBody
 router = APIRouter(prefix="/api/provider_callbacks", tags=["provider callbacks"])
 
 MAX_NOTICE_BYTES = 1024 * 1024
+_EXTERNAL_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
 @router.post(
@@ -50,6 +58,16 @@ async def receive_coze_job_notice(
         raise Unauthorized(f"The notice's signature does not verify: {exc}") from exc
     if not isinstance(notice, dict):
         raise BadRequest("The notice must be a JSON object")
-    if not await service.complete_external_job(gateway, external_id, notice):
+    errors = []
+    if str(notice.get("status", "")).lower() not in ("succeeded", "failed"):
+        errors.append(FieldError("status", "must be succeeded or failed"))
+    for name in ("images", "texts"):
+        if name in notice and not isinstance(notice[name], list):
+            errors.append(FieldError(name, "must be a list"))
+    if errors:
+        raise BadRequest("The notice is invalid", errors)
+    if not _EXTERNAL_ID.match(external_id) or not await service.complete_external_job(
+        gateway, external_id, notice
+    ):
         raise NotFound(f"No task waits on job {external_id!r}")
     return JSONResponse({"code": 0, "message": "ok"})

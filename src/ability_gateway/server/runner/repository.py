@@ -189,6 +189,29 @@ def finish(
     return bool(conn.execute(statement, params).rowcount)
 
 
+def release(conn: Connection, job_id: int, token: str) -> bool:
+    """Give a lease back on a graceful stop: due again at once, not counted as a crash."""
+    result = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.lease_token == token, jobs.c.state == "running")
+        .values(
+            state="queued",
+            lease_owner=None,
+            lease_token=None,
+            lease_expires_at=None,
+            next_run_at=db_now_ms(),
+            updated_at=db_now_ms(),
+        )
+    )
+    return bool(result.rowcount)
+
+
+def lock_for_task(conn: Connection, task_id: str) -> None:
+    """Lock a task's jobs first (PostgreSQL): every path locks jobs before the task row,
+    so a runner finishing a step and a cancel or a notice cannot deadlock."""
+    conn.execute(select(jobs.c.id).where(jobs.c.task_id == task_id).with_for_update())
+
+
 def end_for_task(conn: Connection, task_id: str, state: str, kind: str | None = None) -> int:
     """End a task's active jobs whoever holds them (cancel, an inbound completion notice).
 

@@ -127,6 +127,14 @@ class Runner:
                 if beats and beats[0].done() and beats[0].result() is False:
                     logger.info("job %s: lease lost, step abandoned", lease.id)
                     return None
+                # A graceful stop: hand the job back now, without counting a crash.
+                step_task.cancel()
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(
+                        self.gateway.db.run_write(
+                            lambda conn: repository.release(conn, lease.id, lease.token)
+                        )
+                    )
                 raise
         finally:
             timer.cancel()
@@ -195,15 +203,25 @@ class Runner:
         return ok
 
     async def _heartbeat(self, lease: Lease, step_task: asyncio.Future[Any]) -> bool:
+        loop = asyncio.get_running_loop()
         interval = self.lease_ms / 3000
+        # The lease was last renewed at most a third of its time ago (claim or timer start).
+        renewed = loop.time() - interval
         while True:
             try:
                 alive = await self.gateway.db.run_write(
                     lambda conn: repository.heartbeat(conn, lease.id, lease.token, self.lease_ms)
                 )
             except Exception:
-                logger.exception("job %s: heartbeat failed; will retry", lease.id)
+                if loop.time() - renewed >= self.lease_ms / 1000:
+                    # The lease has run out: another runner may take the job; stop ours.
+                    logger.error("job %s: lease expired while heartbeats failed", lease.id)
+                    step_task.cancel()
+                    return False
+                logger.warning("job %s: heartbeat failed; retrying", lease.id, exc_info=True)
+                await asyncio.sleep(min(interval, 1.0))
                 continue
+            renewed = loop.time()
             if not alive:
                 step_task.cancel()
                 return False

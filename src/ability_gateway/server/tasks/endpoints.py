@@ -66,14 +66,17 @@ def _options(
     """``Prefer: wait=N`` (at most 60 s), ``Prefer: respond-async``; ``Idempotency-Key``."""
     wait = default_wait
     respond_async = False
+    applied: list[str] = []
     for token in (prefer or "").split(","):
-        token = token.strip()
+        token = token.split(";", 1)[0].strip()  # preference parameters (RFC 7240) are ignored
         if not token:
             continue
         if token.lower() == "respond-async":
             respond_async = True
-        elif match := _WAIT_RE.match(token):
+            applied = ["respond-async"]
+        elif (match := _WAIT_RE.match(token)) and not respond_async:
             wait = min(float(match.group(1)), service.MAX_WAIT_SECONDS)
+            applied = [f"wait={wait:g}"]
     if idempotency_key is not None and not _KEY_RE.match(idempotency_key):
         raise BadRequest(
             "Invalid Idempotency-Key",
@@ -83,6 +86,7 @@ def _options(
         wait_seconds=0.0 if respond_async else wait,
         respond_async=respond_async,
         idempotency_key=idempotency_key,
+        applied=", ".join(applied) or None,
     )
 
 
@@ -146,9 +150,8 @@ async def invoke_ability(
     if answer.status_code == 202:
         headers["Location"] = f"/api/ability_tasks/{answer.task_id}"
         headers["Retry-After"] = str(answer.retry_after or 1)
-    if options.respond_async or prefer:
-        applied = "respond-async" if options.respond_async else f"wait={options.wait_seconds:g}"
-        headers["Preference-Applied"] = applied
+    if options.applied:
+        headers["Preference-Applied"] = options.applied
     return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
 
 

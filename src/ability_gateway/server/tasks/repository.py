@@ -61,6 +61,11 @@ _VIEW = select(
 ).select_from(tasks.outerjoin(deliveries, deliveries.c.task_id == tasks.c.id))
 
 
+def _text(value: str | None) -> str | None:
+    """Text for a column: PostgreSQL refuses NUL characters (Coze's answers are untrusted)."""
+    return None if value is None else value.replace("\x00", "\\u0000")
+
+
 def insert_task(conn: Connection, values: dict[str, Any], timeout_ms: int) -> None:
     conn.execute(_INSERT_TASK, {**values, "b_timeout_ms": timeout_ms})
 
@@ -107,8 +112,8 @@ def insert_call_logs(
                 "coze_logid": call.logid,
                 "execute_id": call.execute_id,
                 "debug_url": call.debug_url,
-                "response_body": call.response_text,
-                "error": call.error,
+                "response_body": _text(call.response_text),
+                "error": _text(call.error),
                 "duration_ms": call.duration_ms,
             },
         )

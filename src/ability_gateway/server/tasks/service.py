@@ -93,6 +93,7 @@ class InvokeOptions:
     wait_seconds: float
     respond_async: bool = False
     idempotency_key: str | None = None
+    applied: str | None = None  # what goes back in Preference-Applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,11 +441,14 @@ async def _replay(
     if row is None:  # pragma: no cover - the insert conflicted, so the key exists
         raise GatewayError("Idempotency key vanished")
     if row["request_hash"] != digest:
+        async with gateway.db.read() as conn:
+            earlier = await repository.get_task(conn, row["task_id"], principal.token_id)
         raise Conflict(
             "This Idempotency-Key was used with a different request",
-            extra={"taskId": row["task_id"]},
+            extra={"taskId": row["task_id"], "status": earlier["status"] if earlier else None},
         )
-    wait = 0.0 if options.respond_async else options.wait_seconds
+    # A replay answers like the first call would: at once for asynchronous work.
+    wait = 0.0 if options.respond_async or ability.mode != "sync" else options.wait_seconds
     return await _wait_and_answer(gateway, principal, ability, row["task_id"], wait)
 
 
@@ -474,7 +478,17 @@ def task_view(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
     }
 
 
+TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_task_id(task_id: str) -> None:
+    """Ids are ours: anything else (NUL bytes, 1 MB of junk) is simply not a task."""
+    if not TASK_ID.match(task_id):
+        raise NotFound(f"Task {shorten(task_id)!r} does not exist")
+
+
 async def get_task(gateway: GatewayState, principal: Principal, task_id: str) -> dict[str, Any]:
+    check_task_id(task_id)
     async with gateway.db.read() as conn:
         row = await repository.get_task(conn, task_id, principal.token_id)
     if row is None:
@@ -491,6 +505,10 @@ async def list_tasks(
     cursor: str | None,
     limit: int,
 ) -> dict[str, Any]:
+    if cursor is not None and not TASK_ID.match(cursor):
+        raise BadRequest(
+            "Invalid cursor", [FieldError("cursor", "is not a cursor from nextCursor")]
+        )
     async with gateway.db.read() as conn:
         rows = await repository.list_tasks(
             conn,
@@ -509,7 +527,10 @@ async def list_tasks(
 
 
 async def cancel_task(gateway: GatewayState, principal: Principal, task_id: str) -> dict[str, Any]:
+    check_task_id(task_id)
+
     def cancel(conn: Connection) -> dict[str, Any] | None:
+        jobs_repository.lock_for_task(conn, task_id)
         row = terminal.cancel(conn, task_id, principal.token_id)
         if row is None:
             return None
@@ -563,6 +584,7 @@ async def complete_external_job(
     warnings = await gateway.media.mirror_all(shaped) if succeeded else []
 
     def complete(conn: Connection) -> str | None:
+        jobs_repository.lock_for_task(conn, found)
         row = repository.find_by_external_id(conn, external_id)
         if row is None or row["status"] in TERMINAL_STATUSES:
             return None

@@ -591,8 +591,10 @@ async def _poll_external(
 
 def external_shaped(report: dict[str, Any]) -> dict[str, Any]:
     """The result of a finished generation job, from its report (query answer or notice)."""
-    images, videos = media_entries(find_urls(report.get("images") or report.get("urls") or []))
-    texts = [t for t in (report.get("texts") or []) if isinstance(t, str)]
+    listed = report.get("images") or report.get("urls") or []
+    images, videos = media_entries(find_urls(listed if isinstance(listed, list) else []))
+    given = report.get("texts")
+    texts = [t for t in given if isinstance(t, str)] if isinstance(given, list) else []
     return {"texts": texts, "images": images, "videos": videos, "assets": []}
 
 

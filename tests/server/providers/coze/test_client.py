@@ -160,3 +160,17 @@ async def test_redirects_are_not_followed(odd_coze: Callable[[Handler], Any]) ->
     outcome = await run(CozeExecutor("t", url, "x"), {})
     assert outcome.kind == "transport_error"
     assert outcome.last.http_status == 302
+
+
+async def test_throttling_slows_down_instead_of_failing(odd_coze: Callable[[Handler], Any]) -> None:
+    answers = [{"code": 4009, "msg": "Request rate exceeded"}] * 3 + [
+        {"code": 0, "data": '{"output": "ok"}'}
+    ]
+
+    async def handler(_: web.Request) -> web.Response:
+        return web.json_response(answers.pop(0))
+
+    url = await odd_coze(handler)
+    outcome = await run(CozeExecutor("t", url, "x", max_retries=0, retry_backoff=0.01), {})
+    assert outcome.kind == "succeeded"
+    assert [c.code for c in outcome.calls] == [4009, 4009, 4009, 0]

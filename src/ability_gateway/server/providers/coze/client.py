@@ -34,6 +34,8 @@ from ability_gateway.server.providers.coze.parsing import (
 # the generic workflow failure users retry (720701013, 720702017).
 TRANSIENT_CODES = frozenset({4009, 4013, 4020, 5000, 720701013, 720702017})
 TRANSIENT_HTTP = frozenset({429, 502, 503, 504})
+THROTTLE_CODES = frozenset({4009, 4013, 4020})
+MAX_THROTTLE_DELAY = 10.0
 MAX_RESPONSE_BYTES = 20 * 1024 * 1024
 
 OutcomeKind = Literal["succeeded", "workflow_error", "transport_error", "timeout"]
@@ -121,22 +123,43 @@ class CozeExecutor:
 
         ``deadline`` is on the event loop's clock (``loop.time()``).
         """
-        loop = asyncio.get_running_loop()
         body = {"workflow_id": workflow_id, "parameters": parameters}
+        return await self._with_retries(body, "workflow.run", deadline, None)
+
+    async def _with_retries(
+        self, body: dict[str, Any], operation: str, deadline: float, per_call_cap: float | None
+    ) -> RunOutcome:
+        """Send until an answer is final. Transient failures are retried ``max_retries``
+        times; throttling (HTTP 429, 4009, 4013, 4020) slows down and keeps trying until
+        ``deadline`` (it says "later", not "no")."""
+        loop = asyncio.get_running_loop()
         outcome = RunOutcome(kind="transport_error")
-        for attempt in range(self.max_retries + 1):
+        failures = throttled = 0
+        while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 outcome.kind = "timeout"
                 break
-            call, kind, retry = await self._post(
-                "/v1/workflow/run", "workflow.run", body, remaining
+            timeout = remaining if per_call_cap is None else min(remaining, per_call_cap)
+            call, kind, retry = await self._send(
+                "POST", "/v1/workflow/run", operation, body, timeout
             )
             outcome.calls.append(call)
             outcome.kind = kind
-            if not retry or attempt == self.max_retries:
+            if kind == "succeeded" and operation == "workflow.submit" and not call.execute_id:
+                call.error = "Coze accepted the async run without an execute_id"
+                outcome.kind = "transport_error"
+            if not retry:
                 break
-            delay = self.retry_backoff * (2**attempt) * (0.8 + 0.4 * random.random())
+            if call.http_status == 429 or call.code in THROTTLE_CODES:
+                throttled += 1
+                delay = min(self.retry_backoff * (2 ** min(throttled, 6)), MAX_THROTTLE_DELAY)
+            else:
+                failures += 1
+                if failures > self.max_retries:
+                    break
+                delay = self.retry_backoff * (2 ** (failures - 1))
+            delay *= 0.8 + 0.4 * random.random()
             if loop.time() + delay >= deadline:
                 break
             await asyncio.sleep(delay)
@@ -146,26 +169,8 @@ class CozeExecutor:
         self, workflow_id: str, parameters: dict[str, Any], *, deadline: float
     ) -> RunOutcome:
         """Start an ``is_async`` run (paid plans); ``last.execute_id`` identifies it."""
-        loop = asyncio.get_running_loop()
         body = {"workflow_id": workflow_id, "parameters": parameters, "is_async": True}
-        outcome = RunOutcome(kind="transport_error")
-        for attempt in range(self.max_retries + 1):
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                outcome.kind = "timeout"
-                break
-            call, kind, retry = await self._send(
-                "POST", "/v1/workflow/run", "workflow.submit", body, min(remaining, 30.0)
-            )
-            outcome.calls.append(call)
-            outcome.kind = kind
-            if kind == "succeeded" and not call.execute_id:
-                call.error = "Coze accepted the async run without an execute_id"
-                outcome.kind = "transport_error"
-            if not retry or attempt == self.max_retries:
-                break
-            await asyncio.sleep(self.retry_backoff * (2**attempt))
-        return outcome
+        return await self._with_retries(body, "workflow.submit", deadline, 30.0)
 
     async def get_run_history(
         self, workflow_id: str, execute_id: str, *, timeout: float
@@ -174,11 +179,6 @@ class CozeExecutor:
         path = f"/v1/workflows/{workflow_id}/run_histories/{execute_id}"
         call, _, _ = await self._send("GET", path, "workflow.history", None, timeout, workflow_id)
         return call
-
-    async def _post(
-        self, path: str, operation: str, body: dict[str, Any], timeout: float
-    ) -> tuple[CozeCall, OutcomeKind, bool]:
-        return await self._send("POST", path, operation, body, timeout)
 
     async def _send(
         self,
