@@ -151,7 +151,11 @@ def serve(
     """Start the gateway with its settings from the environment (GATEWAY_*)."""
     settings = _settings()
     _configure_logging(settings.log_level)
-    _run_server(settings, host or settings.host, settings.port if port is None else port)
+    # The address given here is the one the default public URL (local media) names.
+    settings = settings.model_copy(
+        update={"host": host or settings.host, "port": settings.port if port is None else port}
+    )
+    _run_server(settings, settings.host, settings.port)
 
 
 @app.command()
@@ -410,6 +414,7 @@ def demo(
                 "Ctrl-C stops both.",
             ]
         )
+        settings = settings.model_copy(update={"host": host, "port": port})
         _run_server(settings, host, port, on_ready=banner)
     finally:
         simulator.terminate()

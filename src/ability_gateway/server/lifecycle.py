@@ -17,6 +17,7 @@ from ability_gateway.server.config import Settings
 from ability_gateway.server.db import Database
 from ability_gateway.server.egress import SafeClient
 from ability_gateway.server.executors.registry import ExecutorRegistry
+from ability_gateway.server.media.jobs import ensure_scheduled
 from ability_gateway.server.media.service import MediaService
 from ability_gateway.server.media.storage import Storage
 from ability_gateway.server.migrate import upgrade_to_head
@@ -72,6 +73,8 @@ async def gateway_state(
         max_crashes=settings.max_crashes,
     )
     if run_jobs:
+        if settings.media_retention_days > 0:
+            await db.run_write(ensure_scheduled)
         state.runner.start()
     # Everything allocated so far lives as long as the process: keep it out of the
     # collector's generations, so collections stay short (they were the p99 spikes).
