@@ -124,6 +124,28 @@ def test_demo_serves_what_it_prints(tmp_path: Path) -> None:
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "succeeded"
         assert (tmp_path / "data" / "gateway.db").exists()
+        # An outpaint's ossUrl is served by the demo gateway itself.
+        outpaint = httpx.post(
+            f"http://127.0.0.1:{port}/api/abilities/ability_coze_outpaint/invoke",
+            headers={"Authorization": f"Bearer {token.group(1)}"},
+            json={
+                "imageUrl": f"http://127.0.0.1:{sim_port}/files/samples/square.png",
+                "inputs": {
+                    "expand_top": 8,
+                    "expand_bottom": 8,
+                    "expand_left": 0,
+                    "expand_right": 0,
+                },
+            },
+            timeout=30,
+        )
+        assert outpaint.status_code == 200, outpaint.text
+        oss_url = outpaint.json()["images"][0]["ossUrl"]
+        assert oss_url.startswith(f"http://127.0.0.1:{port}/media/")
+        png = httpx.get(oss_url)
+        assert png.status_code == 200
+        assert png.headers["content-type"] == "image/png"
+        assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
         proc.terminate()
         proc.wait(15)
