@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test check fix bench install clean
+.PHONY: demo test check fix bench install clean openapi
 
 # Create .venv if missing and install the project with its server and dev extras.
 $(STAMP): pyproject.toml
@@ -32,6 +32,10 @@ check: $(STAMP)
 fix: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+## Regenerate the OpenAPI snapshot (tests/openapi.json) after a deliberate API change.
+openapi: $(STAMP)
+	$(BIN)/python -m tests.test_openapi
 
 ## Benchmarks (ratios against a baseline measured in the same run).
 bench: $(STAMP)
