@@ -95,6 +95,7 @@ def live_gateway(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "GATEWAY_DATA_DIR": str(data_dir),
         "GATEWAY_COZE_BASE_URL": sim_url,
         "GATEWAY_COZE_API_TOKEN": "pat_simulator",
+        "GATEWAY_EGRESS_ALLOW": "127.0.0.0/8",
     }
     created = cli("token", "create", "--name", "live", "--json", env=env)
     assert created.returncode == 0, created.stderr

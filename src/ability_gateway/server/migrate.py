@@ -7,9 +7,12 @@ from importlib import resources
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from ability_gateway.server.db import Database
+
+MIGRATION_LOCK = 7_424_101  # an arbitrary, fixed advisory lock key
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -41,5 +44,12 @@ async def upgrade_to_head(database: Database) -> None:
         await asyncio.to_thread(run)
         return
     async with database.reader.connect() as conn:
-        await conn.run_sync(_upgrade)
+        # Nodes starting together must not migrate at once: one waits for the other.
+        await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
         await conn.commit()
+        try:
+            await conn.run_sync(_upgrade)
+            await conn.commit()
+        finally:
+            await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            await conn.commit()

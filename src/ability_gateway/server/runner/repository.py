@@ -81,17 +81,20 @@ def insert_job(
 
 def claim(conn: Connection, owner: str, token: str, ttl_ms: int, limit: int) -> list[Lease]:
     """Lease up to ``limit`` due jobs (one statement; SKIP LOCKED where the database has it)."""
+    # A materialized CTE picks the rows once (a correlated re-scan of a LIMIT … SKIP LOCKED
+    # subquery could otherwise claim more than ``limit`` on PostgreSQL).
     due = (
         select(jobs.c.id)
         .where(jobs.c.state == "queued", jobs.c.next_run_at <= db_now_ms())
         .order_by(jobs.c.next_run_at, jobs.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        .cte("due")
+        .prefix_with("MATERIALIZED")
     )
     rows = conn.execute(
         update(jobs)
-        .where(jobs.c.id.in_(due), jobs.c.state == "queued")
+        .where(jobs.c.id.in_(select(due.c.id)), jobs.c.state == "queued")
         .values(
             state="running",
             lease_owner=owner,
