@@ -424,5 +424,17 @@ def demo(
             simulator.kill()
 
 
+def _add_client_commands() -> None:
+    """The client commands need the SDK only; a missing server extra must not hide them."""
+    from ability_gateway._cli_client import abilities_app, invoke, task_app
+
+    app.add_typer(abilities_app, name="abilities")
+    app.add_typer(task_app, name="task")
+    app.command("invoke")(invoke)
+
+
+_add_client_commands()
+
+
 def main() -> None:
     app()
