@@ -403,6 +403,8 @@ def demo(
                 f"  gateway:   {base}   (API docs: {base}/docs)",
                 f"  simulator: {sim_url}",
                 f"  token:     {created['token']}",
+                "  for the SDK and CLI:",
+                f"    export GATEWAY_URL={base} GATEWAY_TOKEN={created['token']}",
                 f"  callback secret: {created['callbackSecret']}",
                 "",
                 "Try:",
