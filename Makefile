@@ -19,9 +19,18 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ability-gateway demo
 
-## Run the whole test suite.
+## Run the whole test suite: on SQLite, then again on PostgreSQL when one answers on
+## 127.0.0.1:5432 (GATEWAY_TEST_REQUIRE_POSTGRES=1 makes its absence an error, as in CI).
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	@if $(BIN)/python -m tests.postgres_available; then \
+		echo "== the same suite on PostgreSQL =="; \
+		GATEWAY_TEST_DATABASE=postgresql $(BIN)/python -m pytest; \
+	elif [ -n "$$GATEWAY_TEST_REQUIRE_POSTGRES" ]; then \
+		echo "PostgreSQL is required but not reachable on 127.0.0.1:5432"; exit 1; \
+	else \
+		echo "PostgreSQL not reachable on 127.0.0.1:5432: the PostgreSQL pass is skipped"; \
+	fi
 
 ## Formatting, lint and types.
 check: $(STAMP)

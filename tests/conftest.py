@@ -14,7 +14,19 @@ from ability_gateway.server.app import create_app
 from ability_gateway.server.auth.service import CreatedToken, create_token
 from ability_gateway.server.config import Settings
 from ability_gateway.server.state import GatewayState
-from tests.support import cli, gateway_process, simulator_process
+from tests.support import (
+    cli,
+    database_env,
+    database_url,
+    drop_test_databases,
+    gateway_process,
+    simulator_process,
+)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    drop_test_databases()
+
 
 SAMPLE_IMAGE_PATH = "/files/samples/landscape.png"
 
@@ -42,6 +54,8 @@ def make_settings(data_dir: Path, coze_base_url: str, **overrides: object) -> Se
         "egress_allow": "127.0.0.0/8",
         **overrides,
     }
+    if "database_url" not in values:
+        values["database_url"] = database_url()
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
@@ -96,6 +110,7 @@ def live_gateway(sim_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "GATEWAY_COZE_BASE_URL": sim_url,
         "GATEWAY_COZE_API_TOKEN": "pat_simulator",
         "GATEWAY_EGRESS_ALLOW": "127.0.0.0/8",
+        **database_env(),
     }
     created = cli("token", "create", "--name", "live", "--json", env=env)
     assert created.returncode == 0, created.stderr

@@ -192,3 +192,56 @@ class Receiver:
             assert time.monotonic() < deadline, f"{len(self.requests)} of {count} callbacks came"
             await asyncio.sleep(0.02)
         return self.requests
+
+
+# --- the database the tests run on ---------------------------------------------------------
+# `make test` runs the suite twice: on SQLite (the default) and, with
+# GATEWAY_TEST_DATABASE=postgresql, on PostgreSQL (127.0.0.1:5432, trust auth): every gateway a
+# test starts then gets a fresh database of its own, dropped at the end of the session.
+
+TEST_DATABASE = os.environ.get("GATEWAY_TEST_DATABASE", "sqlite")
+PG_HOST = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
+_created_databases: list[str] = []
+
+
+def database_url() -> str | None:
+    """None on SQLite (the gateway's default file under its data dir), else a new database."""
+    if TEST_DATABASE != "postgresql":
+        return None
+    import uuid
+
+    name = f"agw_test_{uuid.uuid4().hex[:16]}"
+    subprocess.run(["createdb", *PG_HOST, name], check=True, capture_output=True, timeout=30)
+    _created_databases.append(name)
+    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+
+
+def database_env() -> dict[str, str]:
+    url = database_url()
+    return {} if url is None else {"GATEWAY_DATABASE_URL": url}
+
+
+def drop_test_databases() -> None:
+    for name in _created_databases:
+        subprocess.run(
+            ["dropdb", *PG_HOST, "--if-exists", "--force", name], capture_output=True, timeout=30
+        )
+    _created_databases.clear()
+
+
+def query(url: str, sql: str) -> list[tuple[object, ...]]:
+    """Rows of ``sql`` on the database at ``url`` (SQLAlchemy async URL), from sync code."""
+    import asyncio
+
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> list[tuple[object, ...]]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return [tuple(row) for row in (await conn.execute(text(sql))).all()]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())

@@ -9,11 +9,11 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import LiveGateway
-from tests.support import cli
+from tests.support import cli, database_env
 
 
 def test_token_create_json_list_and_revoke(tmp_path: Path) -> None:
-    env = {"GATEWAY_DATA_DIR": str(tmp_path)}
+    env = {"GATEWAY_DATA_DIR": str(tmp_path), **database_env()}
     created = cli("token", "create", "--name", "ci", "--admin", "--json", env=env)
     assert created.returncode == 0, created.stderr
     token = json.loads(created.stdout)
@@ -38,14 +38,22 @@ def test_token_create_json_list_and_revoke(tmp_path: Path) -> None:
 
 
 def test_token_create_prints_the_token_once_in_text(tmp_path: Path) -> None:
-    result = cli("token", "create", "--name", "human", env={"GATEWAY_DATA_DIR": str(tmp_path)})
+    result = cli(
+        "token",
+        "create",
+        "--name",
+        "human",
+        env={"GATEWAY_DATA_DIR": str(tmp_path), **database_env()},
+    )
     assert result.returncode == 0
     assert "token:           agw_" in result.stdout
     assert "callback secret: whsec_" in result.stdout
 
 
 def test_token_create_refuses_an_empty_name(tmp_path: Path) -> None:
-    result = cli("token", "create", "--name", " ", env={"GATEWAY_DATA_DIR": str(tmp_path)})
+    result = cli(
+        "token", "create", "--name", " ", env={"GATEWAY_DATA_DIR": str(tmp_path), **database_env()}
+    )
     assert result.returncode == 2
     assert "must not be empty" in result.stderr
 

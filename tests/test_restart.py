@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -16,7 +15,9 @@ import httpx
 from tests.support import (
     NOTICE_SECRET,
     cli,
+    database_env,
     free_port,
+    query,
     simulator_process,
     start_process,
     stop_process,
@@ -36,6 +37,7 @@ def gateway_env(data_dir: Path, sim_url: str, **extra: str) -> dict[str, str]:
         "GATEWAY_SWEEP_SECONDS": "0.5",
         "GATEWAY_RUNNER_POLL_SECONDS": "0.1",
         "GATEWAY_AUTH_CACHE_SECONDS": "0",
+        **database_env(),
         **extra,
     }
 
@@ -169,12 +171,13 @@ def test_two_runners_never_run_the_same_job(tmp_path: Path) -> None:
             for proc in procs:
                 stop_process(proc)
     assert all(t["status"] == "succeeded" for t in items)
-    with sqlite3.connect(tmp_path / "gateway.db") as db:
-        runs = db.execute(
-            "SELECT task_id, COUNT(*), MIN(node) FROM call_logs "
-            "WHERE operation = 'workflow.run' GROUP BY task_id"
-        ).fetchall()
-        nodes = {row[0] for row in db.execute("SELECT DISTINCT node FROM call_logs")}
+    url = env.get("GATEWAY_DATABASE_URL") or f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    runs = query(
+        url,
+        "SELECT task_id, COUNT(*), MIN(node) FROM call_logs "
+        "WHERE operation = 'workflow.run' GROUP BY task_id",
+    )
+    nodes = {row[0] for row in query(url, "SELECT DISTINCT node FROM call_logs")}
     assert len(runs) == 40
     assert all(count == 1 for _, count, _ in runs)  # no job ran twice
     assert len(nodes) == 2  # and both runners took a share
