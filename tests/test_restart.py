@@ -3,6 +3,7 @@ database. These are the slowest tests (each takes several seconds of real time).
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import threading
@@ -236,3 +237,80 @@ def test_sigkill_during_a_delivery_and_during_a_retry_wait_loses_no_callback(
         assert len(ids) == 1  # the same webhook-id after the restart
     # The retry kept its schedule: not earlier than 3 s after the failed attempt.
     assert second[1]["time"] - second[0]["time"] >= 3.0  # type: ignore[operator]
+
+
+def test_two_nodes_one_killed_the_other_finishes_every_task_and_callback(
+    tmp_path: Path,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support import Receiver
+
+    port_a, port_b = free_port(), free_port()
+    with (
+        simulator_process("--latency-ms", "400", "--job-seconds", "1") as sim,
+        Receiver() as receiver,
+    ):
+        env = gateway_env(tmp_path, sim, GATEWAY_EGRESS_ALLOW="127.0.0.0/8")
+        headers = new_token(env)
+        image = f"{sim}/files/samples/square.png"
+        node_a = start_process(["serve", "--port", str(port_a)], env, tmp_path / "a.log")
+        node_b = start_process(["serve", "--port", str(port_b)], env, tmp_path / "b.log")
+        urls = [f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"]
+        try:
+            wait_http(f"{urls[0]}/healthz", proc=node_a)
+            wait_http(f"{urls[1]}/healthz", proc=node_b)
+
+            def invoke(n: int) -> int:
+                url = urls[n % 2]
+                if n % 3 == 0:
+                    ability = "ability_coze_image_gen_4step"
+                    inputs = {"url": image, "width": 32, "height": 32, "prompt": f"第{n}"}
+                else:
+                    ability = "ability_coze_prompt_extract"
+                    inputs = {"url": image, "shuru": f"第{n}"}
+                try:
+                    return httpx.post(
+                        f"{url}/api/abilities/{ability}/invoke",
+                        json={"inputs": inputs, "callbackUrl": receiver.url},
+                        headers=headers,
+                        timeout=30,
+                    ).status_code
+                except httpx.TransportError:
+                    return -1  # its node died under it
+
+            with ThreadPoolExecutor(12) as pool:
+                calls = [pool.submit(invoke, n) for n in range(24)]
+                time.sleep(0.25)  # node A is now mid-call on several tasks
+                node_a.send_signal(signal.SIGKILL)
+                node_a.wait(10)
+                answers = [c.result() for c in calls]
+            items = wait_all_terminal(urls[1], headers, len(all_tasks(urls[1], headers)))
+            callbacks = receiver.wait_for(len(items), timeout=60)
+        finally:
+            stop_process(node_b)
+            stop_process(node_a)
+    assert -1 in answers  # some callers were cut off by the kill
+    assert len(items) >= 20
+    assert all(t["status"] == "succeeded" for t in items), [(t["id"], t["status"]) for t in items]
+    # Every task called back; a repeat (after the crash) carries the same webhook-id.
+    ids_by_task: dict[str, set[str]] = {}
+    for request in callbacks:
+        body = json.loads(str(request["body"]))
+        ids_by_task.setdefault(body["taskId"], set()).add(request["headers"]["webhook-id"])  # type: ignore[index]
+    assert set(ids_by_task) == {t["id"] for t in items}
+    assert all(len(ids) == 1 for ids in ids_by_task.values())
+    # No job ran on both nodes at once: per task, the recorded runs never overlap in time.
+    url = env.get("GATEWAY_DATABASE_URL") or f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    rows = query(
+        url,
+        "SELECT task_id, node, created_at - duration_ms, created_at FROM call_logs "
+        "WHERE operation = 'workflow.run' AND workflow_id <> '7598100000000000001'",
+    )
+    runs: dict[str, list[tuple[int, int]]] = {}
+    for task_id, _node, start, end in rows:
+        runs.setdefault(str(task_id), []).append((int(start), int(end)))  # type: ignore[call-overload]
+    for spans in runs.values():
+        spans.sort()
+        for (_, first_end), (second_start, _) in itertools.pairwise(spans):
+            assert second_start >= first_end - 5  # ms of clock granularity
