@@ -202,7 +202,12 @@ def migrate() -> None:
 
 
 async def _token_create(
-    settings: Settings, name: str, admin: bool, expires_in_days: float | None
+    settings: Settings,
+    name: str,
+    admin: bool,
+    expires_in_days: float | None,
+    rate_limit: int | None = None,
+    max_concurrent: int | None = None,
 ) -> dict[str, object]:
     from ability_gateway.server.auth.service import create_token
     from ability_gateway.server.db import Database
@@ -211,7 +216,14 @@ async def _token_create(
     db = Database(settings.resolved_database_url)
     try:
         await upgrade_to_head(db)
-        created = await create_token(db, name, admin=admin, expires_in_days=expires_in_days)
+        created = await create_token(
+            db,
+            name,
+            admin=admin,
+            expires_in_days=expires_in_days,
+            rate_limit_per_minute=rate_limit,
+            max_concurrent_tasks=max_concurrent,
+        )
     finally:
         await db.dispose()
     return {
@@ -221,6 +233,8 @@ async def _token_create(
         "callbackSecret": created.callback_secret,
         "scopes": created.scopes,
         "expiresAt": created.expires_at,
+        "rateLimitPerMinute": rate_limit,
+        "maxConcurrentTasks": max_concurrent,
     }
 
 
@@ -231,6 +245,12 @@ def token_create(
     expires_in_days: Annotated[
         float | None, typer.Option(help="Expire after this many days (default: never).")
     ] = None,
+    rate_limit: Annotated[
+        int | None, typer.Option(help="Requests per minute (default: unlimited).", min=1)
+    ] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option(help="Unfinished tasks at once (default: unlimited).", min=1)
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Create a token. It is shown once: only its hash is stored."""
@@ -238,7 +258,9 @@ def token_create(
         raise typer.BadParameter("must not be empty", param_hint="--name")
     if expires_in_days is not None and expires_in_days <= 0:
         raise typer.BadParameter("must be positive", param_hint="--expires-in-days")
-    created = asyncio.run(_token_create(_settings(), name, admin, expires_in_days))
+    created = asyncio.run(
+        _token_create(_settings(), name, admin, expires_in_days, rate_limit, max_concurrent)
+    )
     if as_json:
         print(json.dumps(created))
         return
@@ -295,6 +317,44 @@ def token_list(
             when(row["revoked_at"]),
         )
     Console().print(table)
+
+
+@token_app.command("limits")
+def token_limits(
+    token_id: Annotated[str, typer.Argument(help="The token's id (tok_…).")],
+    rate_limit: Annotated[
+        int | None, typer.Option(help="Requests per minute; 0 removes the limit.", min=0)
+    ] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option(help="Unfinished tasks at once; 0 removes the limit.", min=0)
+    ] = None,
+) -> None:
+    """Change a token's limits (running nodes apply it within GATEWAY_AUTH_CACHE_SECONDS)."""
+    from ability_gateway.server.auth.service import set_token_limits
+    from ability_gateway.server.db import Database
+    from ability_gateway.server.migrate import upgrade_to_head
+
+    values: dict[str, int | None] = {}
+    if rate_limit is not None:
+        values["rate_limit_per_minute"] = rate_limit or None
+    if max_concurrent is not None:
+        values["max_concurrent_tasks"] = max_concurrent or None
+    if not values:
+        raise typer.BadParameter("give --rate-limit and/or --max-concurrent")
+    settings = _settings()
+
+    async def run() -> bool:
+        db = Database(settings.resolved_database_url)
+        try:
+            await upgrade_to_head(db)
+            return await set_token_limits(db, token_id, values)
+        finally:
+            await db.dispose()
+
+    if not asyncio.run(run()):
+        print(f"no token {token_id}", file=sys.stderr)
+        raise typer.Exit(1)
+    print(f"limits of {token_id} updated")
 
 
 @token_app.command("revoke")

@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     media_retention_days: float = Field(
         0.0, ge=0, description="Delete media unused for this many days (0 = keep forever)."
     )
+    redis_url: str | None = Field(
+        None,
+        description="Redis for limits shared by every node (`redis://host:6379/0`); "
+        "unset → in memory.",
+    )
     auth_cache_seconds: float = Field(
         2.0,
         ge=0,

@@ -18,10 +18,16 @@ Gateway = Annotated[GatewayState, Depends(get_gateway)]
 
 
 async def get_current_token(
+    request: Request,
     gateway: Gateway,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
-    return await authenticate(gateway.db, gateway.token_cache, authorization)
+    principal = await authenticate(gateway.db, gateway.token_cache, authorization)
+    if principal.rate_limit_per_minute:
+        headers = await gateway.limiter.hit(principal.token_id, principal.rate_limit_per_minute)
+        # Added to the response by the request-id middleware.
+        request.scope.setdefault("state", {})["extra_headers"] = headers
+    return principal
 
 
 CurrentToken = Annotated[Principal, Depends(get_current_token)]

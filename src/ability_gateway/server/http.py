@@ -63,7 +63,14 @@ class RequestIdMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", []), header]
+                extra = scope.get("state", {}).get("extra_headers") or {}
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                added = [
+                    (k.lower().encode(), v.encode())
+                    for k, v in extra.items()
+                    if k.lower().encode() not in present
+                ]
+                message["headers"] = [*message.get("headers", []), header, *added]
             await send(message)
 
         try:

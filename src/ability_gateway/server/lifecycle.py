@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from ability_gateway.server.abilities.catalog import Catalog
+from ability_gateway.server.auth.limits import RequestLimiter
 from ability_gateway.server.auth.service import TokenCache
 
 # Importing the step modules registers the job kinds they run.
@@ -56,6 +57,7 @@ async def gateway_state(
         executors=executors,
         token_cache=TokenCache(settings.auth_cache_seconds),
         callback_client=egress,
+        limiter=RequestLimiter(settings.redis_url),
         media=MediaService(
             storage,
             db,

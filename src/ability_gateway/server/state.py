@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ability_gateway.server.abilities.catalog import Catalog
+from ability_gateway.server.auth.limits import RequestLimiter
 from ability_gateway.server.auth.service import TokenCache
 from ability_gateway.server.config import Settings
 from ability_gateway.server.db import Database
@@ -30,6 +31,7 @@ class GatewayState:
     executors: ExecutorRegistry
     token_cache: TokenCache
     callback_client: SafeClient
+    limiter: RequestLimiter
     media: MediaService
     task_events: TaskEvents = field(default_factory=TaskEvents)
     # Set right after construction (the runner needs the state it belongs to).

@@ -33,7 +33,14 @@ def revoke(conn: Connection, token_id: str) -> bool:
     return bool(result.rowcount)
 
 
-_FIND_ACTIVE = select(tokens.c.id, tokens.c.name, tokens.c.scopes, tokens.c.expires_at).where(
+_FIND_ACTIVE = select(
+    tokens.c.id,
+    tokens.c.name,
+    tokens.c.scopes,
+    tokens.c.expires_at,
+    tokens.c.rate_limit_per_minute,
+    tokens.c.max_concurrent_tasks,
+).where(
     tokens.c.token_hash == bindparam("token_hash"),
     tokens.c.revoked_at.is_(None),
     or_(tokens.c.expires_at.is_(None), tokens.c.expires_at > db_now_ms()),
@@ -44,12 +51,19 @@ async def find_active_by_hash(conn: AsyncConnection, token_hash: str) -> RowMapp
     return (await conn.execute(_FIND_ACTIVE, {"token_hash": token_hash})).mappings().first()
 
 
+def set_limits(conn: Connection, token_id: str, values: dict[str, Any]) -> bool:
+    result = conn.execute(update(tokens).where(tokens.c.id == token_id).values(**values))
+    return bool(result.rowcount)
+
+
 async def list_tokens(conn: AsyncConnection) -> list[RowMapping]:
     query = select(
         tokens.c.id,
         tokens.c.name,
         tokens.c.token_prefix,
         tokens.c.scopes,
+        tokens.c.rate_limit_per_minute,
+        tokens.c.max_concurrent_tasks,
         tokens.c.created_at,
         tokens.c.expires_at,
         tokens.c.revoked_at,

@@ -39,6 +39,8 @@ class Principal:
     token_id: str
     name: str
     scopes: frozenset[str]
+    rate_limit_per_minute: int | None = None
+    max_concurrent_tasks: int | None = None
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -89,7 +91,13 @@ def hash_token(token: str) -> str:
 
 
 async def create_token(
-    db: Database, name: str, *, admin: bool = False, expires_in_days: float | None = None
+    db: Database,
+    name: str,
+    *,
+    admin: bool = False,
+    expires_in_days: float | None = None,
+    rate_limit_per_minute: int | None = None,
+    max_concurrent_tasks: int | None = None,
 ) -> CreatedToken:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -102,6 +110,8 @@ async def create_token(
         "token_prefix": token[:10],
         "scopes": scopes,
         "callback_secret": secret,
+        "rate_limit_per_minute": rate_limit_per_minute,
+        "max_concurrent_tasks": max_concurrent_tasks,
     }
     expires_in_ms = None if expires_in_days is None else int(expires_in_days * 86_400_000)
     expires_at = await db.run_write(
@@ -114,6 +124,11 @@ async def list_tokens(db: Database) -> list[dict[str, Any]]:
     async with db.read() as conn:
         rows = await repository.list_tokens(conn)
     return [dict(row) for row in rows]
+
+
+async def set_token_limits(db: Database, token_id: str, values: dict[str, int | None]) -> bool:
+    """Change a token's limits (``None`` removes one); nodes see it within the auth cache time."""
+    return await db.run_write(partial(repository.set_limits, token_id=token_id, values=values))
 
 
 async def revoke_token(db: Database, token_id: str) -> bool:
@@ -142,6 +157,12 @@ async def authenticate(db: Database, cache: TokenCache, authorization: str | Non
     if row is None:
         # One message for unknown, revoked and expired: don't help a guesser.
         raise Unauthorized("Invalid, revoked or expired token")
-    principal = Principal(token_id=row["id"], name=row["name"], scopes=frozenset(row["scopes"]))
+    principal = Principal(
+        token_id=row["id"],
+        name=row["name"],
+        scopes=frozenset(row["scopes"]),
+        rate_limit_per_minute=row["rate_limit_per_minute"],
+        max_concurrent_tasks=row["max_concurrent_tasks"],
+    )
     cache.put(token_hash, principal, row["expires_at"])
     return principal

@@ -1,6 +1,6 @@
 """API tokens: stored as SHA-256 hashes, shown once at creation."""
 
-from sqlalchemy import JSON, BigInteger, Column, String, Table
+from sqlalchemy import JSON, BigInteger, Column, Integer, String, Table
 
 from ability_gateway.server.models.base import metadata
 
@@ -18,4 +18,7 @@ tokens = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=True),
     Column("revoked_at", BigInteger, nullable=True),
+    # Limits of this token (None: unlimited).
+    Column("rate_limit_per_minute", Integer, nullable=True),
+    Column("max_concurrent_tasks", Integer, nullable=True),
 )

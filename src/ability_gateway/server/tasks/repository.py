@@ -244,6 +244,16 @@ _GET_TASK = _VIEW.where(
 )
 
 
+async def count_active(conn: AsyncConnection, token_id: str) -> int:
+    """The token's tasks not finished yet."""
+    result = await conn.execute(
+        select(func.count())
+        .select_from(tasks)
+        .where(tasks.c.token_id == token_id, tasks.c.status.in_(("queued", "running")))
+    )
+    return int(result.scalar_one())
+
+
 async def get_task(conn: AsyncConnection, task_id: str, token_id: str) -> RowMapping | None:
     result = await conn.execute(_GET_TASK, {"task_id": task_id, "token_id": token_id})
     return result.mappings().first()

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ability_gateway.server.abilities.catalog import AbilityDefinition
 from ability_gateway.server.abilities.validation import build_parameters, is_http_url
+from ability_gateway.server.auth.limits import RateLimited
 from ability_gateway.server.auth.service import Principal
 from ability_gateway.server.db import db_now_ms
 from ability_gateway.server.egress import Network, url_problem
@@ -293,6 +294,15 @@ async def invoke(
     if ability.status != "active":
         raise BadRequest(f"Ability {ability.id!r} is {ability.status}")
     executor = gateway.executors.choose(body.executorId)
+    if principal.max_concurrent_tasks:
+        async with gateway.db.read() as conn:
+            active = await repository.count_active(conn, principal.token_id)
+        if active >= principal.max_concurrent_tasks:
+            raise RateLimited(
+                f"This token already has {active} unfinished tasks "
+                f"(at most {principal.max_concurrent_tasks})",
+                headers={"Retry-After": str(ability.retry_after_seconds)},
+            )
 
     task_id = new_id("task")
     inline = ability.mode == "sync" and not options.respond_async
