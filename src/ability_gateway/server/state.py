@@ -15,6 +15,7 @@ from ability_gateway.server.db import Database
 from ability_gateway.server.egress import SafeClient
 from ability_gateway.server.executors.registry import ExecutorRegistry
 from ability_gateway.server.media.service import MediaService
+from ability_gateway.server.tasks.cache import Flights
 from ability_gateway.server.tasks.events import TaskEvents
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class GatewayState:
     limiter: RequestLimiter
     media: MediaService
     task_events: TaskEvents = field(default_factory=TaskEvents)
+    flights: Flights = field(default_factory=Flights)
     # Set right after construction (the runner needs the state it belongs to).
     runner: Runner = field(default=None)  # type: ignore[assignment]
     inflight: set[asyncio.Task[Any]] = field(default_factory=set)

@@ -60,6 +60,14 @@ class ExternalJobSpec(BaseModel):
         return self
 
 
+class CacheSpec(BaseModel):
+    """Reuse a succeeded result for the same inputs (deterministic workflows only)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    ttl_seconds: float = Field(alias="ttlSeconds", gt=0)
+
+
 class AbilityDefinition(BaseModel):
     """A catalog entry: what the public sees and what the gateway needs to run it."""
 
@@ -80,6 +88,7 @@ class AbilityDefinition(BaseModel):
     coze_async: bool = Field(False, alias="cozeAsync")
     external_job: ExternalJobSpec | None = Field(None, alias="externalJob")
     retry_after_seconds: int = Field(2, alias="retryAfterSeconds", ge=1)
+    cache: CacheSpec | None = None
     inputs: list[InputSpec]
 
     @model_validator(mode="after")

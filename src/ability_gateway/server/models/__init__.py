@@ -6,6 +6,7 @@ from ability_gateway.server.models.delivery import deliveries, delivery_attempts
 from ability_gateway.server.models.idempotency import idempotency_keys
 from ability_gateway.server.models.job import jobs
 from ability_gateway.server.models.media import media
+from ability_gateway.server.models.result_cache import result_cache
 from ability_gateway.server.models.task import tasks
 from ability_gateway.server.models.token import tokens
 
@@ -17,6 +18,7 @@ __all__ = [
     "jobs",
     "media",
     "metadata",
+    "result_cache",
     "tasks",
     "tokens",
 ]

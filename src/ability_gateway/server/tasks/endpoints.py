@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Annotated
 
 import orjson
@@ -144,6 +145,8 @@ async def invoke_ability(
     prefer = request.headers.get("prefer")
     idempotency_key = request.headers.get("idempotency-key")
     options = _options(prefer, idempotency_key, gateway.settings.invoke_wait_seconds)
+    if "no-cache" in request.headers.get("cache-control", "").lower():
+        options = replace(options, no_cache=True)
     body = await _read_invoke_body(request)
     answer = await service.invoke(gateway, token, ability_id, body, current_request_id(), options)
     headers = {}
@@ -152,6 +155,8 @@ async def invoke_ability(
         headers["Retry-After"] = str(answer.retry_after or 1)
     if options.applied:
         headers["Preference-Applied"] = options.applied
+    if answer.cache:
+        headers["X-Cache"] = answer.cache
     return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
 
 

@@ -16,9 +16,10 @@ queued task and job and answer 202 at once; the runner takes it from there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,10 +47,11 @@ from ability_gateway.server.errors import (
 from ability_gateway.server.ids import new_id
 from ability_gateway.server.media.service import decode_data_url
 from ability_gateway.server.models import idempotency_keys, tasks
+from ability_gateway.server.providers.coze.client import CozeExecutor
 from ability_gateway.server.runner import repository as jobs_repository
 from ability_gateway.server.runner.repository import Lease
 from ability_gateway.server.state import GatewayState
-from ability_gateway.server.tasks import repository, terminal
+from ability_gateway.server.tasks import cache, repository, terminal
 from ability_gateway.server.tasks.schemas import TERMINAL_STATUSES, InvokeRequest
 from ability_gateway.server.tasks.steps import (
     STATE_BY_STATUS,
@@ -95,6 +97,7 @@ class InvokeOptions:
     respond_async: bool = False
     idempotency_key: str | None = None
     applied: str | None = None  # what goes back in Preference-Applied
+    no_cache: bool = False  # Cache-Control: no-cache (skip the result cache, refresh it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,7 @@ class InvokeAnswer:
     body: dict[str, Any]
     task_id: str
     retry_after: int | None = None
+    cache: str | None = None  # X-Cache: HIT or MISS, for abilities with a result cache
 
 
 def get_ability(gateway: GatewayState, ability_id: str) -> AbilityDefinition:
@@ -304,6 +308,85 @@ async def invoke(
                 headers={"Retry-After": str(ability.retry_after_seconds)},
             )
 
+    inline = ability.mode == "sync" and not options.respond_async
+    key = cache.cache_key(ability, parameters) if ability.cache and inline else None
+    leading = False
+    # An Idempotency-Key means "this exact task again": its replay comes first, not the cache.
+    if key is not None and not options.no_cache and options.idempotency_key is None:
+        hit = await cache.lookup(gateway.db, key)
+        if hit is None:
+            flight = gateway.flights.leader(key)
+            if flight is None:
+                leading = True
+            else:  # the same request is running here: wait for it and reuse its result
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(flight), options.wait_seconds)
+                hit = await cache.lookup(gateway.db, key)
+        if hit is not None:
+            return await _answer_from_cache(gateway, principal, ability, body, request_id, hit)
+    try:
+        answer = await _invoke(
+            gateway, principal, ability, body, request_id, options, parameters, executor, key
+        )
+    finally:
+        if leading and key is not None:
+            gateway.flights.land(key)
+    return answer if key is None else replace(answer, cache="MISS")
+
+
+async def _answer_from_cache(
+    gateway: GatewayState,
+    principal: Principal,
+    ability: AbilityDefinition,
+    body: InvokeRequest,
+    request_id: str,
+    hit: dict[str, Any],
+) -> InvokeAnswer:
+    """A new task, finished at once with the cached result (its own id, log row, callback)."""
+    executor = gateway.executors.choose(body.executorId)
+    task_id = new_id("task")
+    payload = cache.reuse(hit, task_id, body.metadata)
+    owner, _ = gateway.runner.lease
+
+    def write(conn: Connection) -> dict[str, Any]:
+        repository.insert_task(
+            conn,
+            {
+                "id": task_id,
+                "token_id": principal.token_id,
+                "ability_id": ability.id,
+                "executor_id": executor.id,
+                "status": "running",
+                "request_id": request_id,
+                "inputs": {},
+                "client_metadata": body.metadata,
+                "callback_url": body.callbackUrl,
+                "callback_headers": body.callbackHeaders,
+            },
+            int(ability.timeout_seconds * 1000),
+        )
+        log_id = cache.record_hit(conn, task_id, executor.id, ability.workflow_id, owner)
+        row = terminal.finish(
+            conn, task_id, status="succeeded", log_id=log_id, result_payload=payload
+        )
+        assert row is not None
+        return dict(row)
+
+    row = await gateway.db.run_write(write)
+    return replace(_answer(ability, row, retry_after=ability.retry_after_seconds), cache="HIT")
+
+
+async def _invoke(
+    gateway: GatewayState,
+    principal: Principal,
+    ability: AbilityDefinition,
+    body: InvokeRequest,
+    request_id: str,
+    options: InvokeOptions,
+    parameters: dict[str, Any],
+    executor: CozeExecutor,
+    result_key: str | None,
+) -> InvokeAnswer:
     task_id = new_id("task")
     inline = ability.mode == "sync" and not options.respond_async
     status = "running" if inline else "queued"
@@ -374,6 +457,8 @@ async def invoke(
         client_metadata=body.metadata,
         remaining_s=ability.timeout_seconds,
         node=owner,
+        cache_key=result_key,
+        cache_ttl_ms=int(ability.cache.ttl_seconds * 1000) if ability.cache else 0,
     )
     holder = Finished()
     leased = Lease(

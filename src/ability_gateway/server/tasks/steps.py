@@ -31,7 +31,7 @@ from ability_gateway.server.providers.coze.parsing import (
     loads_or_text,
 )
 from ability_gateway.server.runner.steps import StepContext, StepResult, step
-from ability_gateway.server.tasks import repository, terminal
+from ability_gateway.server.tasks import cache, repository, terminal
 from ability_gateway.server.tasks.results import find_urls, media_entries, shape_output
 from ability_gateway.server.tasks.schemas import TERMINAL_STATUSES
 
@@ -70,6 +70,8 @@ class TaskSnapshot:
     remaining_s: float
     external_id: str | None = None
     node: str | None = None  # the runner working on it, recorded on its call logs
+    cache_key: str | None = None  # set: a succeeded result is cached under it
+    cache_ttl_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -112,6 +114,10 @@ def finish_writes(
             result_payload=result_payload,
             error_payload=error,
         )
+        if row is not None and status == "succeeded" and task.cache_key and result_payload:
+            cache.store(
+                conn, task.cache_key, task.ability_id, result_payload, task.id, task.cache_ttl_ms
+            )
         if holder is not None:
             holder.row = None if row is None else dict(row)
 

@@ -1,0 +1,109 @@
+"""The result cache: a succeeded result reused for the same ability, workflow and inputs.
+
+A hit is still a task of its own (its own id, call log row and callback), answered with
+``X-Cache: HIT``. Identical requests arriving while the first is still running wait for it
+and reuse its result (in-process: one upstream call per node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Connection, RowMapping
+
+from ability_gateway.server.abilities.catalog import AbilityDefinition
+from ability_gateway.server.db import Database, db_now_ms
+from ability_gateway.server.models import call_logs, result_cache
+
+
+def cache_key(ability: AbilityDefinition, parameters: dict[str, Any]) -> str:
+    canonical = orjson.dumps(
+        {"ability": ability.id, "workflow": ability.workflow_id, "parameters": parameters},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+async def lookup(db: Database, key: str) -> dict[str, Any] | None:
+    async with db.read() as conn:
+        row = (
+            await conn.execute(
+                select(result_cache.c.result_payload).where(
+                    result_cache.c.key == key, result_cache.c.expires_at > db_now_ms()
+                )
+            )
+        ).first()
+    return None if row is None else dict(row[0])
+
+
+def store(
+    conn: Connection, key: str, ability_id: str, payload: dict[str, Any], task_id: str, ttl_ms: int
+) -> None:
+    conn.execute(delete(result_cache).where(result_cache.c.key == key))
+    conn.execute(
+        insert(result_cache).values(
+            key=key,
+            ability_id=ability_id,
+            result_payload=payload,
+            source_task_id=task_id,
+            created_at=db_now_ms(),
+            expires_at=db_now_ms() + ttl_ms,
+        )
+    )
+
+
+def record_hit(
+    conn: Connection, task_id: str, executor_id: str, workflow_id: str, node: str
+) -> int:
+    """The call log row of a hit: no upstream call was made, and the log says so."""
+    result = conn.execute(
+        insert(call_logs)
+        .values(
+            task_id=task_id,
+            executor_id=executor_id,
+            node=node,
+            workflow_id=workflow_id,
+            operation="cache.hit",
+            duration_ms=0,
+            created_at=db_now_ms(),
+        )
+        .returning(call_logs.c.id)
+    )
+    return int(result.scalar_one())
+
+
+def reuse(payload: dict[str, Any], task_id: str, client: dict[str, Any] | None) -> dict[str, Any]:
+    """A cached result as the result of a new task: its own id and the caller's metadata."""
+    metadata = {k: v for k, v in (payload.get("metadata") or {}).items() if k != "client"}
+    metadata.update(taskId=task_id, cached=True)
+    if client is not None:
+        metadata["client"] = client
+    return {**payload, "metadata": metadata}
+
+
+class Flights:
+    """Identical requests in flight on this node: the first runs, the others wait for it."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, asyncio.Future[None]] = {}
+
+    def leader(self, key: str) -> asyncio.Future[None] | None:
+        """None when this request is the one to run (then ``land`` must follow), else the
+        flight to wait for."""
+        running = self._running.get(key)
+        if running is not None and not running.done():
+            return running
+        self._running[key] = asyncio.get_running_loop().create_future()
+        return None
+
+    def land(self, key: str) -> None:
+        flight = self._running.pop(key, None)
+        if flight is not None and not flight.done():
+            flight.set_result(None)
+
+
+__all__ = ["Flights", "RowMapping", "cache_key", "lookup", "record_hit", "reuse", "store"]
