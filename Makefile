@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/invoke_latency.py
 	$(BIN)/python bench/callbacks.py
 	$(BIN)/python bench/inflight.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
