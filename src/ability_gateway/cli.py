@@ -66,10 +66,24 @@ def coze_sim(
         int,
         typer.Option(help="Answer every Nth run-history request with code 4009 (0 = off)."),
     ] = 0,
+    oauth_app: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--oauth-app",
+            metavar="APP_ID:KID:PEM_PATH",
+            help="Register an OAuth service app for POST /api/permission/oauth2/token: JWT iss, "
+            "JWT header kid, and the file of its RSA public key in PEM (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Run the local Coze API simulator (the eight workflows + a job query one, real PNGs)."""
     from ability_gateway.simulator.app import SimulatorConfig, serve
+    from ability_gateway.simulator.oauth import read_oauth_app_option
 
+    try:
+        oauth_apps = tuple(read_oauth_app_option(value) for value in oauth_app or ())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--oauth-app") from exc
     config = SimulatorConfig(
         tokens=tuple(token or ("pat_simulator",)),
         latency_ms=latency_ms,
@@ -81,6 +95,7 @@ def coze_sim(
         notify_url=notify_url,
         notify_secret=notify_secret,
         throttle_every=throttle_every,
+        oauth_apps=oauth_apps,
     )
     serve(host=host, port=port, config=config)
 

@@ -15,6 +15,7 @@ from ability_gateway.server.abilities.endpoints import router as abilities_route
 from ability_gateway.server.callbacks.endpoints import router as callbacks_router
 from ability_gateway.server.config import Settings, get_settings
 from ability_gateway.server.errors import install_error_handlers
+from ability_gateway.server.executors.endpoints import router as executors_router
 from ability_gateway.server.health.endpoints import router as health_router
 from ability_gateway.server.http import RequestIdMiddleware
 from ability_gateway.server.lifecycle import gateway_state
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(abilities_router)
     app.include_router(tasks_router)
     app.include_router(callbacks_router)
+    app.include_router(executors_router)
     app.include_router(provider_callbacks_router)
     app.include_router(health_router)
     app.include_router(media_router)

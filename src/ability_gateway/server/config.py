@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     coze_api_token: SecretStr | None = Field(
         None, description="PAT/SAT of the default executor; without it no executor is configured."
     )
+    executors_file: Path | None = Field(
+        None, description="YAML file listing Coze accounts (executors); see the README."
+    )
     coze_allow_async: bool = Field(
         False,
         description="The default executor's plan allows `is_async` runs (long workflows poll).",

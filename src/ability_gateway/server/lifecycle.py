@@ -35,7 +35,8 @@ async def gateway_state(
 ) -> AsyncIterator[GatewayState]:
     db = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
     await upgrade_to_head(db)
-    executors = ExecutorRegistry.from_settings(settings)
+    limiter = RequestLimiter(settings.redis_url)
+    executors = ExecutorRegistry.from_settings(settings, limiter.limiter)
     egress = SafeClient(settings.egress_networks, user_agent=USER_AGENT)
     storage = Storage.from_url(
         settings.resolved_storage_url,
@@ -57,7 +58,7 @@ async def gateway_state(
         executors=executors,
         token_cache=TokenCache(settings.auth_cache_seconds),
         callback_client=egress,
-        limiter=RequestLimiter(settings.redis_url),
+        limiter=limiter,
         media=MediaService(
             storage,
             db,

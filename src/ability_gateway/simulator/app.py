@@ -2,6 +2,8 @@
 
 Routes::
 
+    POST /api/permission/oauth2/token                          exchange a signed JWT for a token
+    POST /api/permission/oauth2/account/{account_id}/token     the same (enterprise multi-org path)
     POST /v1/workflow/run                                      run a workflow (sync or is_async)
     GET  /v1/workflows/{workflow_id}/run_histories/{execute_id} a run's record (poll async runs)
     GET  /v1/sim/jobs/{job_id}                                 a job's state (simulator only)
@@ -18,6 +20,11 @@ string), image URLs on ``public_url`` or the request's origin; an unknown id is
 Knobs (:class:`SimulatorConfig`):
 
 * ``tokens``: accepted Bearer tokens; anything else is ``4100 authentication is invalid``.
+* ``oauth_apps``: ``(app_id, kid, public_key_pem)`` triples, the OAuth service apps whose RS256
+  JWTs ``POST /api/permission/oauth2/token`` exchanges for ``czs_…`` access tokens (reference
+  §7; see oauth.py for the checks, errors and HTTP statuses). An issued token is accepted as a
+  Bearer token on every other route, like ``tokens``, until its ``expires_in``; then it is
+  ``4100`` again. The account id in the enterprise path is not checked.
 * ``latency_ms``: every run request (sync run or async submit) waits this long before answering,
   with ``asyncio.sleep`` so thousands of requests can wait at once.
 * ``fail_rate``: the share of runs that fail with ``720701013`` ("server issues"), decided by a
@@ -53,13 +60,13 @@ errors are HTTP 200 with a non-zero ``code``, as in the cloud API.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import sys
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
@@ -69,6 +76,7 @@ from yarl import URL
 from ability_gateway.simulator.files import generated_path, parse_file_path
 from ability_gateway.simulator.jobs import JobRegistry
 from ability_gateway.simulator.notices import Notifier, secret_key
+from ability_gateway.simulator.oauth import COZE_AUDIENCES, OAuthError, OAuthServer
 from ability_gateway.simulator.png import render_png
 from ability_gateway.simulator.protocol import (
     CODE_AUTH_INVALID,
@@ -85,6 +93,7 @@ from ability_gateway.simulator.protocol import (
     MSG_WORKFLOW_ID_NOT_POSITIVE,
     MSG_WORKFLOW_NOT_FOUND,
     ExecuteIdFactory,
+    connector_uid,
     dumps,
     new_logid,
 )
@@ -124,6 +133,7 @@ class SimulatorConfig:
     notify_url: str | None = None
     notify_secret: str | None = None
     throttle_every: int = 0
+    oauth_apps: tuple[tuple[str, str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.tokens:
@@ -148,6 +158,7 @@ class SimulatorConfig:
             secret_key(self.notify_secret)  # raises ValueError when unusable
         if self.notify_url is not None and self.notify_secret is None:
             raise ValueError("notify_secret is required with notify_url")
+        OAuthServer(self.oauth_apps)  # raises ValueError for a bad key or a duplicate kid
 
 
 class _Simulator:
@@ -175,10 +186,9 @@ class _Simulator:
         self._faults = random.Random(config.seed)
         # Coze reports the token owner as connector_uid when ext.user_id is absent; derive a stable
         # 16-digit "user id" per accepted token.
-        self._token_uids = {
-            token: str(int(hashlib.sha256(token.encode()).hexdigest(), 16) % 10**16).zfill(16)
-            for token in config.tokens
-        }
+        self._token_uids = {token: connector_uid(token) for token in config.tokens}
+        self.oauth = OAuthServer(config.oauth_apps)
+        self._own_netloc = urlsplit(config.public_url).netloc if config.public_url else None
         self._background: set[asyncio.Task[None]] = set()
         self._history_requests = 0
 
@@ -198,7 +208,14 @@ class _Simulator:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             return None
-        return self._token_uids.get(token.strip())
+        token = token.strip()
+        uid = self._token_uids.get(token)
+        return uid if uid is not None else self.oauth.owner_of(token)
+
+    def audiences(self, request: web.Request) -> list[str]:
+        """The ``aud`` values a JWT may carry: the cloud hosts and this simulator's host:port."""
+        own = [request.host, self._own_netloc]
+        return [*COZE_AUDIENCES, *(netloc for netloc in own if netloc)]
 
     def draw_failure(self) -> bool:
         return self._faults.random() < self.config.fail_rate
@@ -376,6 +393,21 @@ def _parse_run_request(raw: bytes) -> _RunRequest:
 # Handlers.
 
 
+async def oauth_token(request: web.Request) -> web.Response:
+    """``POST /api/permission/oauth2/token``: a signed JWT for a ``czs_…`` access token."""
+    sim = request.app[_SIMULATOR]
+    try:
+        token, expires_in = sim.oauth.exchange(
+            request.headers.get("Authorization"), await request.read(), sim.audiences(request)
+        )
+    except OAuthError as exc:
+        return web.Response(
+            status=exc.status, body=orjson.dumps(exc.body()), headers={"Content-Type": _JSON}
+        )
+    body = {"access_token": token, "expires_in": expires_in}
+    return web.Response(body=orjson.dumps(body), headers={"Content-Type": _JSON})
+
+
 async def run_workflow(request: web.Request) -> web.Response:
     """``POST /v1/workflow/run``: the sync run, or the submit of an async one."""
     sim = request.app[_SIMULATOR]
@@ -529,6 +561,8 @@ def create_app(config: SimulatorConfig | None = None) -> web.Application:
         await sim.stop()
 
     app.cleanup_ctx.append(lifespan)
+    app.router.add_post("/api/permission/oauth2/token", oauth_token)
+    app.router.add_post("/api/permission/oauth2/account/{account_id}/token", oauth_token)
     app.router.add_post("/v1/workflow/run", run_workflow)
     app.router.add_get("/v1/workflows/{workflow_id}/run_histories/{execute_id}", get_run_history)
     app.router.add_get("/v1/sim/jobs/{job_id}", get_job)

@@ -7,6 +7,7 @@ repeated as ``detail.logid``; ids are 19-digit decimal strings.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import secrets
@@ -33,6 +34,7 @@ __all__ = [
     "MSG_WORKFLOW_NOT_FOUND",
     "SPACE_ID",
     "ExecuteIdFactory",
+    "connector_uid",
     "debug_url",
     "dumps",
     "new_logid",
@@ -71,6 +73,12 @@ _BEIJING = timezone(timedelta(hours=8))
 def dumps(value: Any) -> str:
     """Compact JSON without ASCII escaping, as Coze's Go backend writes ``data`` and ``output``."""
     return orjson.dumps(value).decode()
+
+
+def connector_uid(seed: str) -> str:
+    """A stable 16-digit "user id" for a credential (Coze reports the token owner's id as
+    ``connector_uid`` when a run has no ``ext.user_id``)."""
+    return str(int(hashlib.sha256(seed.encode()).hexdigest(), 16) % 10**16).zfill(16)
 
 
 def new_logid() -> str:

@@ -35,6 +35,11 @@ class RequestLimiter:
             storage = MemoryStorage()
         self._limiter = MovingWindowRateLimiter(storage)
 
+    @property
+    def limiter(self) -> MovingWindowRateLimiter:
+        """The shared limiter (also paces executors' QPS caps)."""
+        return self._limiter
+
     async def hit(self, token_id: str, per_minute: int) -> dict[str, str]:
         """Count one request; the X-RateLimit-* headers, or RateLimited (429) when over."""
         item = RateLimitItemPerMinute(per_minute)

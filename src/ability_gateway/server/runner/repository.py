@@ -192,6 +192,23 @@ def finish(
     return bool(conn.execute(statement, params).rowcount)
 
 
+def running_for_executor(conn: Connection, executor_id: str) -> int:
+    """Task steps running now (any node) for tasks of this executor."""
+    from ability_gateway.server.models import tasks
+
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(jobs.join(tasks, tasks.c.id == jobs.c.task_id))
+            .where(
+                jobs.c.state == "running",
+                jobs.c.kind == "task.run",
+                tasks.c.executor_id == executor_id,
+            )
+        ).scalar_one()
+    )
+
+
 def release(conn: Connection, job_id: int, token: str) -> bool:
     """Give a lease back on a graceful stop: due again at once, not counted as a crash."""
     result = conn.execute(

@@ -101,7 +101,7 @@ def insert_call_logs(
             _INSERT_CALL_LOG,
             {
                 "task_id": task_id,
-                "executor_id": executor_id,
+                "executor_id": call.executor_id or executor_id,
                 "node": node,
                 "workflow_id": call.workflow_id,
                 "operation": call.operation,

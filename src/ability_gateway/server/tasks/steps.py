@@ -30,6 +30,7 @@ from ability_gateway.server.providers.coze.parsing import (
     history_end_vars,
     loads_or_text,
 )
+from ability_gateway.server.runner import repository as jobs_repository
 from ability_gateway.server.runner.steps import StepContext, StepResult, step
 from ability_gateway.server.tasks import cache, repository, terminal
 from ability_gateway.server.tasks.results import find_urls, media_entries, shape_output
@@ -349,6 +350,15 @@ async def run_task(ctx: StepContext) -> StepResult:
     if executor is None:
         message = f"Executor {task.executor_id!r} is no longer configured"
         return fail(task, [], {"code": 503, "message": message}, holder=holder)
+    if executor.max_concurrency:
+        cap = executor.max_concurrency
+
+        def over_cap(conn: Connection) -> bool:
+            return jobs_repository.running_for_executor(conn, executor.id) > cap
+
+        if await gateway.db.run_write(over_cap):
+            # The account's concurrency is used up (across nodes): the task waits its turn.
+            return StepResult("queued", delay_s=0.5)
     if task.status == "queued":
         await gateway.db.run_write(lambda conn: repository.mark_running(conn, task.id))
         gateway.task_events.notify(task.id)
@@ -389,9 +399,19 @@ async def _start(
             touched_task=task.id,
         )
     budget = min(task.remaining_s, SYNC_RUN_CAP_SECONDS)
-    outcome = await executor.run_workflow(
-        ability.workflow_id, task.inputs, deadline=loop.time() + budget
-    )
+    deadline = loop.time() + budget
+    outcome = await executor.run_workflow(ability.workflow_id, task.inputs, deadline=deadline)
+    # The account could not be reached: try another healthy one (the call logs name each).
+    tried = {executor.id}
+    while outcome.kind == "transport_error" and loop.time() < deadline:
+        alternatives = gateway.executors.alternatives(tried)
+        if not alternatives:
+            break
+        other = alternatives[0]
+        tried.add(other.id)
+        retried = await other.run_workflow(ability.workflow_id, task.inputs, deadline=deadline)
+        retried.calls = outcome.calls + retried.calls
+        outcome = retried
     if outcome.kind != "succeeded" or outcome.last.response is None:
         capped = budget < task.remaining_s
         return upstream_failure(ability, task, outcome, sync_cap_hit=capped, holder=holder)

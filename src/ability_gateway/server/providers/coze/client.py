@@ -17,12 +17,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiohttp
 import orjson
 
+from ability_gateway.server.executors.health import CircuitBreaker
+from ability_gateway.server.providers.coze.auth import CozeAuth, CozeAuthError, TokenAuth
 from ability_gateway.server.providers.coze.parsing import (
     as_int,
     as_str,
@@ -58,6 +61,7 @@ class CozeCall:
     response_text: str | None = None
     response: dict[str, Any] | None = None
     error: str | None = None
+    executor_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -77,22 +81,30 @@ class CozeExecutor:
         self,
         executor_id: str,
         base_url: str,
-        token: str,
+        token: str | CozeAuth,
         *,
         max_connections: int = 256,
         max_retries: int = 2,
         retry_backoff: float = 0.5,
         allow_async: bool = False,
+        weight: float = 1.0,
+        max_concurrency: int | None = None,
+        qps: float | None = None,
     ) -> None:
         self.id = executor_id
+        self.auth: CozeAuth = TokenAuth(token) if isinstance(token, str) else token
+        self.weight = weight
+        # Unfinished Coze calls at once across every node (counted in the jobs table).
+        self.max_concurrency = max_concurrency
+        self.qps = qps
+        self.breaker = CircuitBreaker()
+        self.in_flight = 0  # calls from this node right now
+        # Set by the registry: a shared limiter (memory, or Redis across nodes) for `qps`.
+        self.pacer: Callable[[], Awaitable[bool]] | None = None
         # Whether this account's plan allows `is_async` runs (Coze answers 6003 otherwise).
         self.allow_async = allow_async
         self.base_url = base_url.rstrip("/")
-        self._headers = {
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
-            "User-Agent": "ability-gateway",
-        }
+        self._headers = {"Content-Type": "application/json", "User-Agent": "ability-gateway"}
         self._max_connections = max_connections
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
@@ -190,13 +202,63 @@ class CozeExecutor:
         workflow_id: str | None = None,
     ) -> tuple[CozeCall, OutcomeKind, bool]:
         wid = workflow_id if body is None else str(body["workflow_id"])
-        call = CozeCall(operation=operation, workflow_id=wid or "", request_body=body)
+        call = CozeCall(
+            operation=operation, workflow_id=wid or "", request_body=body, executor_id=self.id
+        )
         started = time.perf_counter()
+        self.in_flight += 1
         try:
-            async with self._client().request(
+            call, kind, retry = await self._exchange(method, path, body, timeout, call, started)
+        finally:
+            self.in_flight -= 1
+        healthy = kind == "succeeded" or (
+            kind == "workflow_error"
+            and call.code not in THROTTLE_CODES
+            and call.code != 5000
+            and call.http_status != 429
+            and (call.http_status or 200) < 500
+        )
+        self.breaker.record(healthy, None if healthy else (call.error or f"code {call.code}"))
+        return call, kind, retry
+
+    async def _pace(self, timeout: float) -> None:
+        """Wait for a slot under this account's QPS cap (shared across nodes with Redis)."""
+        if self.pacer is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not await self.pacer():
+            if loop.time() >= deadline:
+                raise TimeoutError
+            await asyncio.sleep(min(0.05, 1 / (self.qps or 20)))
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        timeout: float,
+        call: CozeCall,
+        started: float,
+    ) -> tuple[CozeCall, OutcomeKind, bool]:
+        try:
+            await self._pace(timeout)
+            session = self._client()
+            authorization = await self.auth.header(session)
+        except TimeoutError:
+            call.duration_ms = _ms_since(started)
+            call.error = "no slot under the executor's QPS cap within the deadline"
+            return call, "timeout", False
+        except CozeAuthError as exc:
+            call.duration_ms = _ms_since(started)
+            call.error = str(exc)
+            return call, "transport_error", False
+        try:
+            async with session.request(
                 method,
                 self.base_url + path,
                 data=None if body is None else orjson.dumps(body),
+                headers={"Authorization": authorization},
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 allow_redirects=False,
             ) as resp:

@@ -1,0 +1,41 @@
+"""``GET /api/admin/executors``: each Coze account's state (admin scope)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from fastapi import APIRouter
+
+from ability_gateway.server.auth.service import SCOPE_ADMIN
+from ability_gateway.server.deps import CurrentToken, Gateway
+from ability_gateway.server.http import JSONResponse
+from ability_gateway.server.openapi import ERROR_RESPONSES
+from ability_gateway.server.runner.repository import running_for_executor
+
+router = APIRouter(prefix="/api/admin", tags=["admin"])
+
+
+@router.get("/executors", operation_id="list_executors", responses=ERROR_RESPONSES)
+async def list_executors(gateway: Gateway, token: CurrentToken) -> JSONResponse:
+    """Executors with their circuit state (and why it is open), load and limits."""
+    token.require(SCOPE_ADMIN)
+    items = []
+    for executor in gateway.executors.all():
+        running = await gateway.db.run_write(partial(running_for_executor, executor_id=executor.id))
+        items.append(
+            {
+                "id": executor.id,
+                "baseUrl": executor.base_url,
+                "auth": executor.auth.kind,
+                "weight": executor.weight,
+                "maxConcurrency": executor.max_concurrency,
+                "qps": executor.qps,
+                "allowAsync": executor.allow_async,
+                "state": executor.breaker.state,
+                "reason": executor.breaker.reason,
+                "consecutiveFailures": executor.breaker.failures,
+                "inFlight": executor.in_flight,
+                "runningTasks": running,
+            }
+        )
+    return JSONResponse({"items": items})
