@@ -82,7 +82,8 @@ async def live(tmp_path: Path) -> AsyncIterator[LiveFactory]:
                 runner_poll_seconds=0.05,
                 sweep_seconds=0.2,
                 public_base_url=url,
-                **overrides,
+                # An override may depend on the simulator's URL: pass a function of it.
+                **{k: v(sim_url) if callable(v) else v for k, v in overrides.items()},
             )
             app = create_app(settings)
             server = uvicorn.Server(

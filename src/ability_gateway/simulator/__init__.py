@@ -4,8 +4,8 @@ It answers like the cloud API (``reference/coze-workflow-api.md`` §1–3, §5, 
 envelopes, error codes, log ids, async runs with double-encoded run history, the OAuth JWT token
 exchange; and it serves real PNG files for the image outputs. The three generation workflows start
 external jobs, which are resolved by a query workflow or by signed completion notices (Standard
-Webhooks). It backs the tests, the demo and the benchmarks; start it with ``ability-gateway coze-sim`` or build it in-process with
-:func:`create_app`.
+Webhooks). It backs the tests, the demo and the benchmarks; start it with
+``ability-gateway coze-sim`` or build it in-process with :func:`create_app`.
 
 Modules: ``app`` (routes, knobs), ``workflows`` (the nine behaviours), ``runs`` (run records),
 ``jobs`` (external generation jobs), ``notices`` (signed completion notices), ``oauth`` (the OAuth

@@ -10,8 +10,9 @@ its header ``kid``, and the RSA public key checks its RS256 signature. The excha
 * **JWT:** header ``alg`` RS256 and a registered ``kid``; claims ``iss`` = that key's app id,
   ``aud`` = ``api.coze.cn``, ``api.coze.com`` or the simulator's own ``host:port`` (the request's
   ``Host``, which is what cozepy signs: ``urlparse(base_url).netloc``, or ``public_url``'s),
-  ``iat`` (not in the future), ``exp`` (in the future, after ``iat``) and ``jti``. No clock
-  leeway. Optional ``session_name`` / ``session_context`` are accepted and ignored.
+  ``iat`` (not in the future), ``exp`` (in the future) and ``jti``, typed as the doc says
+  (``aud``, ``iss``, ``jti`` strings; ``iat``, ``exp`` integers). No clock leeway. Optional
+  ``session_name`` / ``session_context`` are accepted and ignored.
 * **Single use:** a JWT's ``jti`` is spent by a successful exchange; presenting the same ``jti``
   again for the same app is ``invalid_client``. A request refused for any other reason spends
   nothing. Spent ``jti`` values are forgotten once their JWT's ``exp`` has passed (the JWT is
@@ -20,7 +21,8 @@ its header ``kid``, and the RSA public key checks its RS256 signature. The excha
   seconds>}``; ``expires_in`` is the absolute expiry, ``ceil(now) + duration_seconds``, so a
   token lives at least ``duration_seconds``. The token is then accepted as a Bearer token on the
   other routes while ``time() < expires_in``; afterwards it gets ``4100`` like any unknown token.
-* **Errors:** ``{"error_code": ..., "error_message": ...}``, checked in this order:
+* **Errors:** ``{"error_code": ..., "error_message": ...}``. The body is checked first
+  (``grant_type``, then ``duration_seconds``), then the JWT, then whether its ``jti`` is spent:
 
   ============================ ====== ========================================================
   ``error_code``               HTTP   when
@@ -274,11 +276,12 @@ class OAuthServer:
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti:
             raise _invalid_client("invalid jwt: jti must be a non-empty string")
-        iat, exp = claims["iat"], claims["exp"]
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (iat, exp)):
+        # With no leeway, iat <= now < exp already holds, so exp is later than iat.
+        if not all(
+            isinstance(claims[name], int) and not isinstance(claims[name], bool)
+            for name in ("iat", "exp")
+        ):
             raise _invalid_client("invalid jwt: iat and exp must be integers")
-        if exp <= iat:
-            raise _invalid_client("invalid jwt: exp must be later than iat")
         return app, claims
 
     def _forget_expired(self, now: float) -> None:
