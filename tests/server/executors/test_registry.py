@@ -195,3 +195,53 @@ executors:
     assert len(spans) == 4
     for (_, first_end), (second_start, _) in itertools.pairwise(spans):
         assert second_start >= first_end - 5  # never two calls at once on this account
+
+
+async def test_an_oauth_jwt_service_app_executor(live: LiveFactory, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = tmp_path / "app.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public = tmp_path / "app.pub.pem"
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+    def jwt_file(sim: str) -> Path:
+        return write(
+            tmp_path,
+            f"""
+executors:
+  - id: jwt-app
+    baseUrl: "{sim}"
+    auth: {{type: jwt, appId: "1180001", keyId: "kid-1", privateKeyFile: "{private}"}}
+""",
+        )
+
+    async with live(
+        "--oauth-app", f"1180001:kid-1:{public}", coze_api_token=None, executors_file=jwt_file
+    ) as gw:
+        image = f"{gw.sim_url}/files/samples/square.png"
+        first = await gw.invoke(
+            "ability_coze_upscale_8k", {"inputs": {"url": image, "bianchang": 80}}
+        )
+        executor = gw.state.executors.get("jwt-app")
+        assert executor is not None
+        token = executor.auth._token  # type: ignore[attr-defined]
+        second = await gw.invoke(
+            "ability_coze_upscale_8k", {"inputs": {"url": image, "bianchang": 81}}
+        )
+        assert first.status_code == second.status_code == 200, first.text
+        assert token is not None
+        assert token.startswith("czs_")
+        assert executor.auth._token == token  # type: ignore[attr-defined]  # reused, not re-minted
