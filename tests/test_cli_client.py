@@ -149,3 +149,17 @@ def test_task_cancel_and_errors_are_one_line_with_an_exit_code(
     )
     assert wrong.returncode == 1
     assert "401" in wrong.stderr
+
+
+def test_a_missing_image_file_is_one_line(live_gateway: LiveGateway) -> None:
+    result = cli(
+        "invoke",
+        "ability_coze_prompt_extract",
+        "--image",
+        "/nonexistent.png",
+        env=env_for(live_gateway),
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error:")
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -57,6 +57,8 @@ def _client(base_url: str | None, token: str | None) -> Iterator[Client]:
             yield client
     except GatewayError as exc:
         raise _fail(_describe(exc)) from exc
+    except (ValueError, OSError) as exc:  # e.g. --image naming a missing or non-image file
+        raise _fail(str(exc)) from exc
 
 
 def _describe(exc: GatewayError) -> str:

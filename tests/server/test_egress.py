@@ -92,6 +92,19 @@ def test_literal_forms_are_recognised(host: str, address: str | None) -> None:
         ("ftp://example.com/cb", "must be an http(s) URL"),
         ("http://user:pw@example.com/cb", "must not carry credentials (use callbackHeaders)"),
         ("https://example.com/cb", None),
+        # Hosts that IDNA normalisation turns into 127.0.0.1 (never resolved by aiohttp).
+        (
+            "http://127\u30020\u30020\u30021:8080/cb",
+            "points at a private, loopback or otherwise non-public address",
+        ),
+        (
+            "http://\u2460\u2461\u2466.0.0.1/cb",
+            "points at a private, loopback or otherwise non-public address",
+        ),
+        (
+            "http://\uff11\uff12\uff17.0.0.1/cb",
+            "points at a private, loopback or otherwise non-public address",
+        ),
     ],
 )
 def test_url_problems_known_without_dns(url: str, problem: str | None) -> None:

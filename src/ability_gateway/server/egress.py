@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -124,7 +125,13 @@ def url_problem(url: str, allow: Iterable[Network] = ()) -> str | None:
         return "must not carry credentials (use callbackHeaders)"
     if port == 0:
         return "has an invalid port"
-    address = literal_address(parts.hostname)
+    try:
+        # What aiohttp will connect to: yarl normalises the host (IDNA), and full-width or
+        # circled digits become an IP address that is never resolved, so check that host.
+        host = yarl.URL(url).raw_host or parts.hostname
+    except ValueError:
+        return "is not a valid URL"
+    address = literal_address(host)
     if address is not None and not is_allowed(address, allow):
         return "points at a private, loopback or otherwise non-public address"
     return None
@@ -200,10 +207,16 @@ class SafeClient:
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as resp:
-                data = await resp.content.read(self.max_response_bytes + 1)
+                data = bytearray()
+                # read(n) returns what has arrived so far: read until the end or the cap.
+                while len(data) <= self.max_response_bytes:
+                    chunk = await resp.content.read(self.max_response_bytes + 1 - len(data))
+                    if not chunk:
+                        break
+                    data += chunk
                 return Response(
                     resp.status,
-                    data[: self.max_response_bytes],
+                    bytes(data[: self.max_response_bytes]),
                     len(data) > self.max_response_bytes,
                 )
         except aiohttp.ClientConnectorError as exc:

@@ -117,6 +117,10 @@ async def test_failures_are_retried_on_the_schedule_then_exhausted(live: LiveFac
         ((200, "ok, thanks", 0.0), True),
         ((204, "", 0.0), True),
         ((410, {"gone": True}, 0.0), False),
+        ((200, {"code": False}, 0.0), False),
+        ((200, {"code": "0"}, 0.0), True),
+        ((200, '{"code": 1, "pad": "' + "x" * 100_000 + '"}', 0.0), False),  # over the cap
+        ((200, "\u0000 binary \u0000", 0.0), True),  # stored escaped (PostgreSQL refuses NUL)
     ],
 )
 async def test_what_counts_as_delivered(

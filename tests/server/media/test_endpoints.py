@@ -110,12 +110,24 @@ async def test_bad_base64_images_are_refused(
     assert response.json()["errors"] == [{"field": field, "problem": problem}]
 
 
+async def test_wrapped_unpadded_and_uppercase_base64_is_accepted(live: LiveFactory) -> None:
+    async with live() as gw:
+        png = await sample_png(gw)
+        encoded = base64.b64encode(png).decode().rstrip("=")
+        wrapped = "\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+        response = await gw.invoke(
+            OUTPAINT, {"imageBase64": "DATA:IMAGE/PNG;BASE64," + wrapped + "\n", "inputs": EXPAND}
+        )
+    assert response.status_code == 200, response.text
+
+
 async def test_a_too_large_image_is_413(live: LiveFactory) -> None:
     async with live(max_image_bytes=1000) as gw:
         png = await sample_png(gw)
         response = await gw.invoke(OUTPAINT, {"imageBase64": data_url(png), "inputs": EXPAND})
     assert response.status_code == 413
     assert response.json()["code"] == 413
+    assert response.json()["message"] == "The image is larger than 1000 bytes"
 
 
 async def test_media_is_served_with_type_caching_and_ranges(live: LiveFactory) -> None:
@@ -131,6 +143,7 @@ async def test_media_is_served_with_type_caching_and_ranges(live: LiveFactory) -
             beyond = await plain.get(url, headers={"Range": f"bytes={len(whole.content)}-"})
             head = await plain.head(url)
             cached = await plain.get(url, headers={"If-None-Match": whole.headers["etag"]})
+            several = await plain.get(url, headers={"Range": "bytes=0-1,3-4"})
             missing = await plain.get(f"{gw.url}/media/2026/01/nothing.png")
             escape = await plain.get(f"{gw.url}/media/..%2F..%2Fgateway.db")
     assert whole.status_code == 200
@@ -146,6 +159,9 @@ async def test_media_is_served_with_type_caching_and_ranges(live: LiveFactory) -
     assert head.status_code == 200
     assert head.headers["content-length"] == str(len(whole.content))
     assert cached.status_code == 304
+    assert whole.headers["etag"].count('"') == 2
+    assert several.status_code == 200  # ranges we do not serve: the whole file
+    assert several.content == whole.content
     assert missing.status_code == 404
     assert missing.json()["code"] == 404
     assert escape.status_code == 404

@@ -91,3 +91,16 @@ abilities:
         assert (await gw.invoke("short_cache", payload)).headers["x-cache"] == "HIT"
         await asyncio.sleep(0.5)
         assert (await gw.invoke("short_cache", payload)).headers["x-cache"] == "MISS"
+
+
+async def test_a_new_idempotency_key_still_uses_the_cache(live: LiveFactory) -> None:
+    # The SDK sends a fresh Idempotency-Key with every invoke: that must not defeat the cache.
+    async with live() as gw:
+        payload = {"inputs": {"url": image(gw), "shuru": "键"}}
+        first = await gw.invoke(PROMPT, payload, Idempotency_Key="k-1")
+        second = await gw.invoke(PROMPT, payload, Idempotency_Key="k-2")
+        replay = await gw.invoke(PROMPT, payload, Idempotency_Key="k-2")
+        assert first.headers["x-cache"] == "MISS"
+        assert second.headers["x-cache"] == "HIT"
+        assert replay.json()["metadata"]["taskId"] == second.json()["metadata"]["taskId"]
+        assert (await upstream_runs(gw)).count("workflow.run") == 1

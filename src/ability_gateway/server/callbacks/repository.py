@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -125,6 +125,14 @@ def record_attempt(
     delay_ms: int | None,
 ) -> None:
     """One attempt, and the delivery's state after it (``delay_ms``: when to try again)."""
+    if manual:  # after whatever attempts were recorded meanwhile
+        number = 1 + int(
+            conn.execute(
+                select(func.coalesce(func.max(delivery_attempts.c.number), 0)).where(
+                    delivery_attempts.c.delivery_id == delivery_id
+                )
+            ).scalar_one()
+        )
     conn.execute(
         _INSERT_ATTEMPT,
         {
@@ -149,7 +157,14 @@ def record_attempt(
         values["next_attempt_at"] = None if delay_ms is None else db_now_ms() + delay_ms
     if state == "delivered":
         values["delivered_at"] = db_now_ms()
-    conn.execute(update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
+    statement = update(deliveries).where(deliveries.c.id == delivery_id)
+    if manual:
+        # A manual attempt may only ever deliver: a scheduled attempt that finished
+        # meanwhile must not be overwritten by the state read before this one was sent.
+        if state != "delivered":
+            values.pop("state")
+        statement = statement.where(deliveries.c.state != "delivered")
+    conn.execute(statement.values(**values))
 
 
 def give_up(conn: Connection, delivery_id: str, reason: str) -> None:

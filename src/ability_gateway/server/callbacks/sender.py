@@ -43,21 +43,30 @@ def sign(secret: str, msg_id: str, body: str, when: datetime | None = None) -> d
     }
 
 
-def _judge(status: int, body: bytes) -> tuple[bool, str | None]:
+def _judge(status: int, body: bytes, truncated: bool) -> tuple[bool, str | None]:
     if not 200 <= status < 300:
         if 300 <= status < 400:
             return False, f"HTTP {status}: redirects are not followed"
         return False, f"HTTP {status}"
+    text = body.strip()
     try:
-        answer: Any = orjson.loads(body) if body.strip() else None
+        answer: Any = orjson.loads(text) if text else None
     except orjson.JSONDecodeError:
+        if text[:1] in (b"{", b"[") and truncated:
+            # A JSON answer too big to read whole: its code cannot be checked.
+            return False, "the receiver's JSON answer is larger than the cap"
         return True, None  # not JSON: the status decides
     if isinstance(answer, dict) and "code" in answer:
         code = answer["code"]
-        if code == 0 or code == "0":
+        if (type(code) is int and code == 0) or code == "0":
             return True, None
         return False, f"the receiver answered code {str(code)[:40]}"
     return True, None
+
+
+def safe_text(data: bytes) -> str:
+    """An answer as storable text: invalid UTF-8 replaced, NUL escaped (PostgreSQL)."""
+    return data.decode("utf-8", errors="replace").replace("\x00", "\\u0000")
 
 
 async def attempt(client: SafeClient, delivery: RowMapping, *, timeout: float) -> AttemptResult:
@@ -74,9 +83,11 @@ async def attempt(client: SafeClient, delivery: RowMapping, *, timeout: float) -
             delivery["url"], body=body.encode(), headers=headers, timeout=timeout
         )
     except (EgressRefused, aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return AttemptResult(False, False, None, describe(exc), None, _ms(started))
-    ok, error = _judge(response.status, response.body)
-    excerpt = response.body[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+        return AttemptResult(
+            False, False, None, describe(exc).replace("\x00", "\\u0000"), None, _ms(started)
+        )
+    ok, error = _judge(response.status, response.body, response.truncated)
+    excerpt = safe_text(response.body[:EXCERPT_BYTES])
     return AttemptResult(ok, response.status == 410, response.status, error, excerpt, _ms(started))
 
 

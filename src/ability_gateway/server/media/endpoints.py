@@ -17,7 +17,7 @@ from ability_gateway.server.media.storage import MediaNotFound
 
 router = APIRouter(tags=["media"])
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.IGNORECASE)
 CACHE = "public, max-age=31536000, immutable"
 
 
@@ -41,17 +41,16 @@ async def get_media(key: str, request: Request, gateway: Gateway) -> Response:
     headers = {
         "Cache-Control": CACHE,
         "Accept-Ranges": "bytes",
-        "ETag": f'"{meta.etag or meta.key}"',
+        "ETag": '"' + (meta.etag or meta.key).strip('"') + '"',
     }
     content_type = meta.content_type or "application/octet-stream"
     if request.headers.get("if-none-match") == headers["ETag"]:
         return Response(status_code=304, headers=headers)
     start, end, status = 0, meta.size, 200
     wanted = request.headers.get("range")
-    if wanted:
-        match = _RANGE.match(wanted.strip())
-        if match is None or (not match.group(1) and not match.group(2)):
-            raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{meta.size}"})
+    match = _RANGE.match(wanted.strip()) if wanted else None
+    # A range we do not serve (several ranges, other units) is ignored: the whole file (RFC 9110).
+    if match is not None and (match.group(1) or match.group(2)):
         first, last = match.group(1), match.group(2)
         if first:
             start = int(first)

@@ -28,7 +28,10 @@ from ability_gateway.server.media.sniff import EXTENSIONS, IMAGE_TYPES, sniff
 from ability_gateway.server.media.storage import Storage
 from ability_gateway.server.models import media
 
-_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?((?:;[\w-]+=[\w.+-]+)*);base64,", re.ASCII)
+_DATA_URL = re.compile(
+    r"^data:([\w.+-]+/[\w.+-]+)?((?:;[\w-]+=[\w.+-]+)*);base64,", re.ASCII | re.IGNORECASE
+)
+_WHITESPACE = re.compile(r"\s+")
 MIRROR_CONCURRENCY = 4
 
 
@@ -46,7 +49,9 @@ def decode_data_url(text: str, max_bytes: int) -> tuple[bytes, str]:
             "imageBase64 must be a data URL",
             [FieldError("imageBase64", "must look like data:image/png;base64,<data>")],
         )
-    payload = text[match.end() :]
+    # Line-wrapped (the `base64` command's default) and unpadded base64 are fine too.
+    payload = _WHITESPACE.sub("", text[match.end() :])
+    payload += "=" * (-len(payload) % 4)
     if len(payload) * 3 // 4 > max_bytes + 3:
         raise PayloadTooLarge(f"The image is larger than {max_bytes} bytes")
     try:

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError
 
 from ability_gateway.server.abilities.catalog import AbilityDefinition
 from ability_gateway.server.db import Database, db_now_ms
@@ -44,16 +45,20 @@ def store(
     conn: Connection, key: str, ability_id: str, payload: dict[str, Any], task_id: str, ttl_ms: int
 ) -> None:
     conn.execute(delete(result_cache).where(result_cache.c.key == key))
-    conn.execute(
-        insert(result_cache).values(
-            key=key,
-            ability_id=ability_id,
-            result_payload=payload,
-            source_task_id=task_id,
-            created_at=db_now_ms(),
-            expires_at=db_now_ms() + ttl_ms,
-        )
-    )
+    try:
+        with conn.begin_nested():  # another task may store the same key at the same moment
+            conn.execute(
+                insert(result_cache).values(
+                    key=key,
+                    ability_id=ability_id,
+                    result_payload=payload,
+                    source_task_id=task_id,
+                    created_at=db_now_ms(),
+                    expires_at=db_now_ms() + ttl_ms,
+                )
+            )
+    except IntegrityError:
+        pass  # theirs is as good as ours
 
 
 def record_hit(

@@ -311,8 +311,13 @@ async def invoke(
     inline = ability.mode == "sync" and not options.respond_async
     key = cache.cache_key(ability, parameters) if ability.cache and inline else None
     leading = False
-    # An Idempotency-Key means "this exact task again": its replay comes first, not the cache.
-    if key is not None and not options.no_cache and options.idempotency_key is None:
+    if options.idempotency_key is not None and await _key_exists(
+        gateway, principal, options.idempotency_key
+    ):
+        # "This exact task again": the replay comes first, before any cache.
+        digest = request_hash(ability.id, body)
+        return await _replay(gateway, principal, ability, options.idempotency_key, digest, options)
+    if key is not None and not options.no_cache:
         hit = await cache.lookup(gateway.db, key)
         if hit is None:
             flight = gateway.flights.leader(key)
@@ -323,7 +328,16 @@ async def invoke(
                     await asyncio.wait_for(asyncio.shield(flight), options.wait_seconds)
                 hit = await cache.lookup(gateway.db, key)
         if hit is not None:
-            return await _answer_from_cache(gateway, principal, ability, body, request_id, hit)
+            try:
+                return await _answer_from_cache(
+                    gateway, principal, ability, body, request_id, hit, options.idempotency_key
+                )
+            except IntegrityError:  # the same key, used at the same moment: replay it
+                assert options.idempotency_key is not None
+                digest = request_hash(ability.id, body)
+                return await _replay(
+                    gateway, principal, ability, options.idempotency_key, digest, options
+                )
     try:
         answer = await _invoke(
             gateway, principal, ability, body, request_id, options, parameters, executor, key
@@ -334,6 +348,21 @@ async def invoke(
     return answer if key is None else replace(answer, cache="MISS")
 
 
+async def _key_exists(gateway: GatewayState, principal: Principal, key: str) -> bool:
+    retention_ms = int(gateway.settings.idempotency_hours * 3_600_000)
+    async with gateway.db.read() as conn:
+        found = (
+            await conn.execute(
+                select(idempotency_keys.c.task_id).where(
+                    idempotency_keys.c.token_id == principal.token_id,
+                    idempotency_keys.c.key == key,
+                    idempotency_keys.c.created_at >= db_now_ms() - retention_ms,
+                )
+            )
+        ).first()
+    return found is not None
+
+
 async def _answer_from_cache(
     gateway: GatewayState,
     principal: Principal,
@@ -341,8 +370,10 @@ async def _answer_from_cache(
     body: InvokeRequest,
     request_id: str,
     hit: dict[str, Any],
+    idempotency_key: str | None = None,
 ) -> InvokeAnswer:
     """A new task, finished at once with the cached result (its own id, log row, callback)."""
+    digest = request_hash(ability.id, body) if idempotency_key else None
     executor = gateway.executors.choose(body.executorId)
     task_id = new_id("task")
     payload = cache.reuse(hit, task_id, body.metadata)
@@ -365,6 +396,16 @@ async def _answer_from_cache(
             },
             int(ability.timeout_seconds * 1000),
         )
+        if idempotency_key is not None:
+            conn.execute(
+                insert(idempotency_keys).values(
+                    token_id=principal.token_id,
+                    key=idempotency_key,
+                    request_hash=digest,
+                    task_id=task_id,
+                    created_at=db_now_ms(),
+                )
+            )
         log_id = cache.record_hit(conn, task_id, executor.id, ability.workflow_id, owner)
         row = terminal.finish(
             conn, task_id, status="succeeded", log_id=log_id, result_payload=payload
