@@ -52,6 +52,8 @@ def make_settings(data_dir: Path, coze_base_url: str, **overrides: object) -> Se
         "coze_retry_backoff_seconds": 0.01,
         # The simulator serves outputs on loopback: let the gateway mirror them.
         "egress_allow": "127.0.0.0/8",
+        # Tests stop gateways with work in flight: don't wait 30 s for it.
+        "shutdown_grace_seconds": 2.0,
         **overrides,
     }
     if "database_url" not in values:

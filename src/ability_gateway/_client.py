@@ -218,6 +218,22 @@ class _Poll:
             raise error
         return pause
 
+    def pause_after_blip(self, error: Exception) -> float:
+        """A connection error or 5xx while polling: try again later if time remains."""
+        pause = min(self.delay, self.max_interval)
+        if pause >= self.remaining():
+            raise error
+        self.delay = min(self.delay * 1.5, self.max_interval)
+        return pause
+
+
+def _transient(error: Exception) -> bool:
+    """Worth polling again: no connection, or the gateway itself in trouble (5xx)."""
+    if isinstance(error, APIConnectionError):
+        return True
+    status = getattr(error, "status_code", None)
+    return isinstance(status, int) and status >= 500
+
 
 class _BaseClient:
     def __init__(
@@ -635,6 +651,13 @@ class Client(_BaseClient):
             except RateLimitError as error:
                 time.sleep(poll.pause_after_rate_limit(error))
                 continue
+            except (APIConnectionError, GatewayError) as error:
+                # A blip while polling (the task goes on regardless): poll again while time
+                # remains. Answers about the request itself (4xx) are final.
+                if not _transient(error):
+                    raise
+                time.sleep(poll.pause_after_blip(error))
+                continue
             if task.is_terminal:
                 return task
             time.sleep(poll.pause_after(task, hint))
@@ -936,6 +959,11 @@ class AsyncClient(_BaseClient):
                 task, hint = await self._fetch_task(poll.task_id)
             except RateLimitError as error:
                 await asyncio.sleep(poll.pause_after_rate_limit(error))
+                continue
+            except (APIConnectionError, GatewayError) as error:
+                if not _transient(error):
+                    raise
+                await asyncio.sleep(poll.pause_after_blip(error))
                 continue
             if task.is_terminal:
                 return task

@@ -394,3 +394,36 @@ async def test_no_callback_means_no_delivery(aclient: AsyncClient, sample_image:
     deliveries = await aclient.get_callbacks(result.task_id)
     assert deliveries.delivery is None
     assert deliveries.attempts == []
+
+
+class Blips(httpx.AsyncBaseTransport):
+    """The real transport, but the first polls of a task fail: no connection, then a 503."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.failed = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if (
+            request.method == "GET"
+            and "/api/ability_tasks/" in request.url.path
+            and self.failed < 6
+        ):
+            self.failed += 1
+            if self.failed % 2:
+                raise httpx.ConnectError("connection refused", request=request)
+            return httpx.Response(503, json={"code": 503, "message": "busy", "requestId": "r"})
+        return await self.inner.handle_async_request(request)
+
+
+async def test_wait_for_task_rides_out_blips(
+    app: Any, token: CreatedToken, sample_image: str
+) -> None:
+    transport = Blips(httpx.ASGITransport(app=app))
+    async with AsyncClient(
+        "http://gateway", token.token, transport=transport, max_retries=0
+    ) as client:
+        accepted = await client.invoke_ability(PROMPT, {"url": sample_image}, respond_async=True)
+        task = await client.wait_for_task(accepted.task_id, poll_interval=0.05, timeout=30)
+    assert transport.failed == 6
+    assert task.status == "succeeded"
