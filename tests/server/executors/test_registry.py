@@ -84,6 +84,9 @@ executors:
         heavy.breaker.record(False, "no answer")
     assert {registry.choose(None).id for _ in range(50)} == {"light"}
     assert registry.choose("heavy").id == "heavy"  # an explicit pick is honoured
+    heavy.breaker.cooldown = 0.0  # the cooldown is over: half-open, one probe
+    probes = [registry.choose(None).id for _ in range(200)]
+    assert probes.count("heavy") == 1
 
 
 def test_the_breaker_opens_then_probes_half_open() -> None:

@@ -147,7 +147,9 @@ class ExecutorRegistry:
         if not healthy:
             reasons = "; ".join(f"{e.id}: {e.breaker.reason}" for e in self._executors.values())
             raise ServiceUnavailable(f"Every Coze executor is unavailable ({reasons})")
-        return random.choices(healthy, weights=[e.weight for e in healthy])[0]
+        chosen = random.choices(healthy, weights=[e.weight for e in healthy])[0]
+        chosen.breaker.begin()  # half-open: this task is the one probe
+        return chosen
 
     def alternatives(self, tried: set[str]) -> list[CozeExecutor]:
         """Healthy executors not tried yet, heaviest first (for failover)."""
