@@ -291,7 +291,7 @@ def test_two_nodes_one_killed_the_other_finishes_every_task_and_callback(
             stop_process(node_b)
             stop_process(node_a)
     assert -1 in answers  # some callers were cut off by the kill
-    assert len(items) >= 20
+    assert len(items) >= 12  # every invoke sent to the surviving node made a task
     assert all(t["status"] == "succeeded" for t in items), [(t["id"], t["status"]) for t in items]
     # Every task called back; a repeat (after the crash) carries the same webhook-id.
     ids_by_task: dict[str, set[str]] = {}

@@ -26,6 +26,8 @@ jobs = Table(
     Column("lease_owner", String(100), nullable=True),
     Column("lease_token", String(40), nullable=True),
     Column("lease_expires_at", BigInteger, nullable=True),
+    # When the current lease was taken (not moved by heartbeats): the order of running jobs.
+    Column("claimed_at", BigInteger, nullable=True),
     Column("steps", Integer, nullable=False, server_default="0"),
     Column("crash_count", Integer, nullable=False, server_default="0"),
     Column("last_error", Text, nullable=True),

@@ -9,7 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Integer, Text, bindparam, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Integer,
+    Text,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from ability_gateway.server.db import db_now_ms
@@ -49,6 +61,7 @@ _INSERT_LEASED = (
         state="running",
         next_run_at=db_now_ms(),
         lease_expires_at=db_now_ms() + bindparam("b_ttl"),
+        claimed_at=db_now_ms(),
         steps=1,
         crash_count=0,
         created_at=db_now_ms(),
@@ -100,6 +113,7 @@ def claim(conn: Connection, owner: str, token: str, ttl_ms: int, limit: int) -> 
             lease_owner=owner,
             lease_token=token,
             lease_expires_at=db_now_ms() + ttl_ms,
+            claimed_at=db_now_ms(),
             steps=jobs.c.steps + 1,
             updated_at=db_now_ms(),
         )
@@ -192,21 +206,31 @@ def finish(
     return bool(conn.execute(statement, params).rowcount)
 
 
-def running_for_executor(conn: Connection, executor_id: str) -> int:
-    """Task steps running now (any node) for tasks of this executor."""
+def running_for_executor(conn: Connection, executor_id: str, before_job: int | None = None) -> int:
+    """Task steps running now (any node) for tasks of this executor; with ``before_job``, only
+    those claimed before that job (ties by id), so a step proceeds only while fewer than the
+    cap were claimed ahead of it, and jobs claimed together never all step back."""
     from ability_gateway.server.models import tasks
 
-    return int(
-        conn.execute(
-            select(func.count())
-            .select_from(jobs.join(tasks, tasks.c.id == jobs.c.task_id))
-            .where(
-                jobs.c.state == "running",
-                jobs.c.kind == "task.run",
-                tasks.c.executor_id == executor_id,
-            )
-        ).scalar_one()
+    query = (
+        select(func.count())
+        .select_from(jobs.join(tasks, tasks.c.id == jobs.c.task_id))
+        .where(
+            jobs.c.state == "running",
+            jobs.c.kind == "task.run",
+            tasks.c.executor_id == executor_id,
+        )
     )
+    if before_job is not None:
+        mine = select(jobs.c.claimed_at).where(jobs.c.id == before_job).scalar_subquery()
+        query = query.where(
+            jobs.c.id != before_job,
+            or_(
+                jobs.c.claimed_at < mine,
+                and_(jobs.c.claimed_at == mine, jobs.c.id < before_job),
+            ),
+        )
+    return int(conn.execute(query).scalar_one())
 
 
 def release(conn: Connection, job_id: int, token: str) -> bool:

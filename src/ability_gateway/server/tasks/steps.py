@@ -14,6 +14,7 @@ deadline → timeout. Each step is short; a wait is a rescheduled step (``next_r
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -353,12 +354,16 @@ async def run_task(ctx: StepContext) -> StepResult:
     if executor.max_concurrency:
         cap = executor.max_concurrency
 
+        job_id = ctx.lease.id
+
         def over_cap(conn: Connection) -> bool:
-            return jobs_repository.running_for_executor(conn, executor.id) > cap
+            # Older running jobs go first: jobs claimed together never all step back at once.
+            older = jobs_repository.running_for_executor(conn, executor.id, before_job=job_id)
+            return older >= cap
 
         if await gateway.db.run_write(over_cap):
             # The account's concurrency is used up (across nodes): the task waits its turn.
-            return StepResult("queued", delay_s=0.5)
+            return StepResult("queued", delay_s=0.3 + random.random() * 0.4)
     if task.status == "queued":
         await gateway.db.run_write(lambda conn: repository.mark_running(conn, task.id))
         gateway.task_events.notify(task.id)
