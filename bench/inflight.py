@@ -75,6 +75,8 @@ def main() -> None:
         "GATEWAY_COZE_BASE_URL": sim_url,
         "GATEWAY_COZE_API_TOKEN": "pat_simulator",
         "GATEWAY_LOG_LEVEL": "WARNING",
+        # The simulator is a Coze on this machine: it may read its own loopback image URLs.
+        "GATEWAY_COZE_ALLOW_INTERNAL_IMAGE_URLS": "true",
     }
     cmd = [sys.executable, "-m", "ability_gateway"]
     sim = subprocess.Popen(

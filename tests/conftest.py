@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,18 +16,51 @@ from ability_gateway.server.app import create_app
 from ability_gateway.server.auth.service import CreatedToken, create_token
 from ability_gateway.server.config import Settings
 from ability_gateway.server.state import GatewayState
+from tests.loopback_guard import loopback_guard
 from tests.support import (
     cli,
     database_env,
     database_url,
     drop_test_databases,
     gateway_process,
+    guard_child_processes,
     simulator_process,
 )
+
+# Tests never leave loopback: this process and every Python process it starts refuse (and
+# record) a look-up or connection elsewhere; a record fails the test it appears in, and the
+# session (see tests/loopback_guard/loopback_guard.py).
+_LOOPBACK_RECORD_DIR = tempfile.mkdtemp(prefix="agw-loopback-")
+LOOPBACK_RECORD = str(Path(_LOOPBACK_RECORD_DIR) / "outside-loopback.jsonl")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    loopback_guard.install(LOOPBACK_RECORD)
+    guard_child_processes(LOOPBACK_RECORD)
+
+
+@pytest.fixture(autouse=True)
+def _stay_on_loopback() -> Iterator[None]:
+    _, start = loopback_guard.read_records(LOOPBACK_RECORD)
+    yield
+    records, _ = loopback_guard.read_records(LOOPBACK_RECORD, start)
+    if records:
+        pytest.fail(
+            "a test process tried to leave loopback:\n" + loopback_guard.describe(records),
+            pytrace=False,
+        )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     drop_test_databases()
+    records, _ = loopback_guard.read_records(LOOPBACK_RECORD)
+    shutil.rmtree(_LOOPBACK_RECORD_DIR, ignore_errors=True)
+    if records:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = "tests tried to leave loopback:\n" + loopback_guard.describe(records)
+        if reporter is not None:
+            reporter.write_line(text, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 SAMPLE_IMAGE_PATH = "/files/samples/landscape.png"

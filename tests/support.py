@@ -13,6 +13,19 @@ from pathlib import Path
 
 import httpx
 
+LOOPBACK_GUARD_DIR = Path(__file__).parent / "loopback_guard"
+
+
+def guard_child_processes(record_path: str) -> None:
+    """Every Python process started from here on runs tests/loopback_guard (its
+    ``sitecustomize``): a look-up or connection outside loopback is refused and recorded in
+    ``record_path``. Set in ``os.environ``, which every helper below passes on."""
+    from tests.loopback_guard.loopback_guard import RECORD_ENV
+
+    paths = [str(LOOPBACK_GUARD_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    os.environ[RECORD_ENV] = record_path
+
 
 def free_port() -> int:
     with socket.socket() as sock:

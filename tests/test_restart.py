@@ -38,6 +38,8 @@ def gateway_env(data_dir: Path, sim_url: str, **extra: str) -> dict[str, str]:
         "GATEWAY_SWEEP_SECONDS": "0.5",
         "GATEWAY_RUNNER_POLL_SECONDS": "0.1",
         "GATEWAY_AUTH_CACHE_SECONDS": "0",
+        # The simulator is a Coze on this machine: it may read its own loopback image URLs.
+        "GATEWAY_COZE_ALLOW_INTERNAL_IMAGE_URLS": "true",
         **database_env(),
         **extra,
     }

@@ -2,7 +2,8 @@
 
 The guide's example image, https://example.com/image.png, is replaced by an image the simulator
 serves: the simulated workflows download their input, as Coze's do, and this machine has no
-route to example.com.
+route to example.com. Its callback URL, https://your-server.com/callback, is replaced by a
+loopback receiver for the same reason: tests never leave loopback.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveGateway
+from tests.support import Receiver
 
 
 class AbilityClient:
@@ -82,16 +84,19 @@ def test_spec_5_1_list_abilities(live_gateway: LiveGateway) -> None:
 def test_spec_5_2_invoke_with_callback_fields(live_gateway: LiveGateway, sample_image: str) -> None:
     url = f"{live_gateway.url}/api/abilities/ability_coze_prompt_extract/invoke"
     headers = {"Authorization": f"Bearer {live_gateway.token}", "Content-Type": "application/json"}
-    body = {
-        "inputs": {"url": sample_image, "shuru": ""},
-        "callbackUrl": "https://your-server.com/callback",
-        "callbackHeaders": {"X-Custom-Header": "your-custom-value"},
-    }
-    response = httpx.post(url, json=body, headers=headers, timeout=30)
-    result = response.json()
-    assert response.status_code == 200, result
-    assert result["status"] == "succeeded"
-    assert result["texts"][0]
+    with Receiver() as receiver:
+        body = {
+            "inputs": {"url": sample_image, "shuru": ""},
+            "callbackUrl": receiver.url,  # the guide: https://your-server.com/callback
+            "callbackHeaders": {"X-Custom-Header": "your-custom-value"},
+        }
+        response = httpx.post(url, json=body, headers=headers, timeout=30)
+        result = response.json()
+        assert response.status_code == 200, result
+        assert result["status"] == "succeeded"
+        assert result["texts"][0]
+        [callback] = receiver.wait_for(1)
+    assert callback["headers"]["X-Custom-Header"] == "your-custom-value"  # type: ignore[index]
 
 
 def test_spec_5_3_sdk_and_5_4_task_query(live_gateway: LiveGateway, sample_image: str) -> None:
@@ -99,16 +104,19 @@ def test_spec_5_3_sdk_and_5_4_task_query(live_gateway: LiveGateway, sample_image
     abilities = client.list_abilities()
     assert len(abilities["items"]) == 8
     assert client.get_ability("ability_coze_tagging_small")["capabilityKey"] == "tagging_small"
-    result = client.invoke_ability(
-        ability_id="ability_coze_prompt_extract",
-        inputs={"url": sample_image, "shuru": ""},
-        callback_url="https://your-server.com/callback",
-    )
-    assert result["status"] == "succeeded"
-    task_id = result["metadata"].get("taskId")
-    task_result = client.get_task_status(task_id)
-    assert task_result["status"] == "succeeded"
-    assert task_result["resultPayload"]["texts"] == result["texts"]
+    with Receiver() as receiver:
+        result = client.invoke_ability(
+            ability_id="ability_coze_prompt_extract",
+            inputs={"url": sample_image, "shuru": ""},
+            callback_url=receiver.url,  # the guide: https://your-server.com/callback
+        )
+        assert result["status"] == "succeeded"
+        task_id = result["metadata"].get("taskId")
+        task_result = client.get_task_status(task_id)
+        assert task_result["status"] == "succeeded"
+        assert task_result["resultPayload"]["texts"] == result["texts"]
+        [callback] = receiver.wait_for(1)
+    assert task_id in str(callback["body"])
 
 
 def test_spec_6_2_errors_surface_as_http_status_errors(live_gateway: LiveGateway) -> None:

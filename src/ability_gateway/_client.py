@@ -4,6 +4,7 @@ Both have the same methods with the same arguments; the async ones are awaited (
 ``list_tasks`` is iterated with ``async for``). Requests, answers and retries::
 
     call ──▶ request ──▶ 2xx ──▶ typed model
+                 │      ├─ 503 + short Retry-After ──▶ retry after it (up to max_retries) when safe
                  │      └─ 4xx/5xx ──▶ the GatewayError subclass of the error body
                  └─ transport error ──▶ retry (up to max_retries, backing off) when safe,
                                         else APIConnectionError
@@ -11,8 +12,11 @@ Both have the same methods with the same arguments; the async ones are awaited (
 A retry is safe when the request never reached the gateway (connect errors, pool timeouts)
 or when repeating it cannot do anything twice: reads, cancels, and invokes, which always
 carry an ``Idempotency-Key`` (the caller's, or a new uuid4 per call) so the gateway answers
-a repeated invoke with the task of the first. HTTP error answers are never retried: a 429
-raises :class:`RateLimitError` with its ``retry_after`` for the caller to decide.
+a repeated invoke with the task of the first. A 503 with a ``Retry-After`` of at most
+``RETRY_AFTER_MAX`` seconds (the gateway's database, or every Coze executor, briefly
+unavailable: nothing was done) is waited out and repeated the same way; other HTTP error
+answers are never retried: a 429 raises :class:`RateLimitError` with its ``retry_after``
+for the caller to decide.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ MAX_SERVER_WAIT = 60.0
 RETRY_BACKOFF = 0.25
 """First pause between transport retries (seconds); doubles per retry up to RETRY_BACKOFF_MAX."""
 RETRY_BACKOFF_MAX = 4.0
+RETRY_AFTER_MAX = 10.0
+"""A 503 whose Retry-After is at most this (seconds) is retried; a longer one is raised."""
 POLL_GROWTH = 1.5
 """wait_for_task's pause grows by this factor per poll, from poll_interval to max_interval."""
 
@@ -106,6 +112,16 @@ def _read_image(path: str | os.PathLike[str]) -> str:
 
 def _path(template: str, *ids: str) -> str:
     return template.format(*(quote(i, safe="") for i in ids))
+
+
+def _unavailable_pause(response: httpx.Response) -> float | None:
+    """How long to wait before repeating a request answered 503 with a short Retry-After."""
+    if response.status_code != 503:
+        return None
+    after = parse_retry_after(response.headers.get("retry-after"))
+    if after is None or after > RETRY_AFTER_MAX:
+        return None
+    return max(after, 0.0)
 
 
 def _backoff(attempt: int) -> float:
@@ -410,13 +426,19 @@ class Client(_BaseClient):
                     headers=headers,
                     timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
                 )
-                return response, maybe_sent
             except httpx.RequestError as exc:
                 if attempt >= self.max_retries or not _retryable(exc, idempotent):
                     raise self._connection_error(exc, attempt + 1) from exc
                 maybe_sent = maybe_sent or isinstance(exc, _MAYBE_SENT)
                 time.sleep(_backoff(attempt))
                 attempt += 1
+                continue
+            pause = _unavailable_pause(response) if idempotent else None
+            if pause is None or attempt >= self.max_retries:
+                return response, maybe_sent
+            response.close()
+            time.sleep(pause)
+            attempt += 1
 
     def _request(
         self, method: str, path: str, *, idempotent: bool, **kwargs: Any
@@ -740,13 +762,19 @@ class AsyncClient(_BaseClient):
                     headers=headers,
                     timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
                 )
-                return response, maybe_sent
             except httpx.RequestError as exc:
                 if attempt >= self.max_retries or not _retryable(exc, idempotent):
                     raise self._connection_error(exc, attempt + 1) from exc
                 maybe_sent = maybe_sent or isinstance(exc, _MAYBE_SENT)
                 await asyncio.sleep(_backoff(attempt))
                 attempt += 1
+                continue
+            pause = _unavailable_pause(response) if idempotent else None
+            if pause is None or attempt >= self.max_retries:
+                return response, maybe_sent
+            await response.aclose()
+            await asyncio.sleep(pause)
+            attempt += 1
 
     async def _request(
         self, method: str, path: str, *, idempotent: bool, **kwargs: Any

@@ -75,6 +75,10 @@ def coze_sim(
             "JWT header kid, and the file of its RSA public key in PEM (repeatable).",
         ),
     ] = None,
+    allow_remote_images: Annotated[
+        bool,
+        typer.Option(help="Download source images from hosts beyond loopback (default: refused)."),
+    ] = False,
 ) -> None:
     """Run the local Coze API simulator (the eight workflows + a job query one, real PNGs)."""
     from ability_gateway.simulator.app import SimulatorConfig, serve
@@ -96,6 +100,7 @@ def coze_sim(
         notify_secret=notify_secret,
         throttle_every=throttle_every,
         oauth_apps=oauth_apps,
+        allow_remote_images=allow_remote_images,
     )
     serve(host=host, port=port, config=config)
 
@@ -132,18 +137,10 @@ def _run_server(settings: Settings, host: str, port: int, on_ready: str | None =
     import uvicorn
 
     from ability_gateway.server.app import create_app
+    from ability_gateway.server.serving import server_config
 
-    config = uvicorn.Config(
-        create_app(settings),
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=settings.access_log,
-        log_level=settings.log_level.lower(),
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
+    # httptools with a request-head size cap and a head-read timeout (see server/serving.py).
+    server = uvicorn.Server(server_config(create_app(settings), settings, host, port))
 
     async def serve() -> None:
         task = asyncio.create_task(server.serve())
@@ -440,6 +437,8 @@ def demo(
     os.environ["GATEWAY_COZE_BASE_URL"] = sim_url
     os.environ["GATEWAY_COZE_API_TOKEN"] = "pat_simulator"
     os.environ["GATEWAY_PROVIDER_CALLBACK_SECRET"] = notice_secret
+    # Its Coze is its own simulator on this machine: it may read the simulator's image URLs.
+    os.environ["GATEWAY_COZE_ALLOW_INTERNAL_IMAGE_URLS"] = "true"
     # Callbacks to a receiver on this machine are the point of a demo.
     os.environ.setdefault("GATEWAY_EGRESS_ALLOW", "127.0.0.0/8")
     get_settings_cache_clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sqlite3
 import struct
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ from ability_gateway import (
     verify_callback,
 )
 from ability_gateway._callbacks import CallbackDeduplicator
-from ability_gateway.server.auth.service import CreatedToken
+from ability_gateway.server.app import create_app
+from ability_gateway.server.auth.service import CreatedToken, create_token
+from tests.conftest import make_settings
 from tests.sdk.conftest import EXPAND, GEN, OUTPAINT, PROMPT, gen_inputs, write_png
 from tests.server.conftest import LiveFactory
 from tests.support import Receiver
@@ -427,3 +430,47 @@ async def test_wait_for_task_rides_out_blips(
         task = await client.wait_for_task(accepted.task_id, poll_interval=0.05, timeout=30)
     assert transport.failed == 6
     assert task.status == "succeeded"
+
+
+class Statuses(httpx.AsyncBaseTransport):
+    """The real transport, with the status of every answer recorded."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.seen: list[int] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        self.seen.append(response.status_code)
+        return response
+
+
+async def test_a_503_from_an_unavailable_database_is_retried_after_retry_after(
+    tmp_path: Path, sim_url: str, sample_image: str
+) -> None:
+    path = tmp_path / "gateway.db"
+    settings = make_settings(
+        tmp_path,
+        sim_url,
+        database_url=f"sqlite+aiosqlite:///{path}",
+        sqlite_busy_timeout_seconds=0.2,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        created = await create_token(app.state.gateway.db, "sdk")
+        transport = Statuses(httpx.ASGITransport(app=app))
+        async with AsyncClient("http://gateway", created.token, transport=transport) as client:
+            lock = sqlite3.connect(path, timeout=10, isolation_level=None)
+            lock.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            try:
+                invoking = asyncio.ensure_future(
+                    client.invoke_ability(PROMPT, {"url": sample_image})
+                )
+                while not transport.seen:
+                    await asyncio.sleep(0.02)
+            finally:
+                lock.rollback()
+                lock.close()
+            result = await invoking
+    assert transport.seen == [503, 200]
+    assert result.status == "succeeded"

@@ -332,3 +332,29 @@ async def test_async_client_maps_errors_the_same_way() -> None:
 def test_every_exception_is_a_gateway_error() -> None:
     for cls in (APIConnectionError, CallbackVerificationError, GatewayTimeoutError):
         assert issubclass(cls, GatewayError)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "redeliver", "calls"),
+    [
+        ("0", False, 1 + 2),  # a short Retry-After: repeated max_retries times
+        (None, False, 1),  # no Retry-After (e.g. no executor configured): raised at once
+        ("60", False, 1),  # longer than RETRY_AFTER_MAX: the caller decides
+        ("0", True, 1),  # a redelivery is never repeated
+    ],
+)
+def test_which_503_answers_are_retried(
+    retry_after: str | None, redeliver: bool, calls: int
+) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        headers = {} if retry_after is None else {"Retry-After": retry_after}
+        return httpx.Response(503, json=body(503), headers=headers)
+
+    client = Client("http://gateway", "agw_x", transport=httpx.MockTransport(handler))
+    call = client.redeliver_callback if redeliver else client.get_task_status
+    with client, pytest.raises(ServiceUnavailableError):
+        call("task_1")
+    assert len(seen) == calls

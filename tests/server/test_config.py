@@ -35,3 +35,39 @@ def test_production_refuses_the_simulator_token() -> None:
 def test_default_database_is_sqlite_under_the_data_dir(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
     assert settings.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
+
+
+@pytest.mark.parametrize(
+    "allow",
+    [
+        "0.0.0.0/0",
+        "::/0",
+        "10.0.0.0/8,0.0.0.0/0,::/0",
+        "0.0.0.0/1,128.0.0.0/1",  # together, every IPv4 address
+        "0.0.0.1/0",  # not strict: the same network as 0.0.0.0/0
+    ],
+)
+def test_production_refuses_an_egress_list_that_allows_every_address(allow: str) -> None:
+    with pytest.raises(ValidationError, match="GATEWAY_EGRESS_ALLOW covers every address"):
+        Settings(_env_file=None, env="production", egress_allow=allow)  # type: ignore[call-arg]
+
+
+def test_production_allows_every_address_only_when_told_so_explicitly() -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        env="production",
+        egress_allow="0.0.0.0/0,::/0",
+        egress_allow_all_in_production=True,
+    )
+    assert len(settings.egress_networks) == 2
+
+
+@pytest.mark.parametrize("allow", ["10.0.0.0/8,192.168.0.0/16", "0.0.0.0/1", "fc00::/7"])
+def test_production_accepts_egress_lists_of_internal_networks(allow: str) -> None:
+    settings = Settings(_env_file=None, env="production", egress_allow=allow)  # type: ignore[call-arg]
+    assert settings.egress_networks
+
+
+def test_development_accepts_an_egress_list_that_allows_every_address() -> None:
+    settings = Settings(_env_file=None, egress_allow="0.0.0.0/0")  # type: ignore[call-arg]
+    assert settings.egress_networks

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 import socket
 from typing import Any
 
+import aiohttp
 import pytest
 
 from ability_gateway.server.egress import (
     EgressRefused,
     SafeClient,
     SafeResolver,
+    describe,
     is_allowed,
     literal_address,
     parse_allow_list,
     url_problem,
 )
-from tests.support import Receiver
+from tests.server.conftest import Live, LiveFactory
+from tests.support import Receiver, free_port
 
 LOOPBACK = parse_allow_list("127.0.0.0/8")
 
@@ -111,6 +116,27 @@ def test_url_problems_known_without_dns(url: str, problem: str | None) -> None:
     assert url_problem(url) == problem
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1./cb",
+        "http://169.254.169.254./latest/meta-data/",
+        "http://127.0.0.1../cb",
+        "http://2130706433./cb",
+        "http://[fec0::1]/cb",
+        "http://[fe80::1%25eth0]/cb",
+        "http://192.0.0.8/cb",
+        "http://192.0.0.170/cb",
+        "http://198.18.0.1/cb",
+        "http://[2001:db8::1]/cb",
+        "http://[64:ff9b::a9fe:a9fe]/cb",
+        "http://[2002:a9fe:a9fe::]/cb",
+    ],
+)
+def test_literal_private_addresses_in_any_spelling_are_refused_without_dns(url: str) -> None:
+    assert url_problem(url) == "points at a private, loopback or otherwise non-public address"
+
+
 class FakeResolver:
     def __init__(self, addresses: list[str]) -> None:
         self.addresses = addresses
@@ -132,6 +158,22 @@ async def test_a_name_with_one_private_address_among_public_ones_is_refused() ->
         await resolver.resolve("mixed.example", 80)
     resolver._inner = FakeResolver(["93.184.216.34"])  # type: ignore[assignment]
     assert len(await resolver.resolve("public.example", 80)) == 1
+
+
+@pytest.mark.parametrize(
+    "address", ["192.0.0.8", "198.51.100.7", "fec0::1", "2001:db8::1", "64:ff9b::a00:1", "::1"]
+)
+async def test_a_name_resolving_into_a_special_purpose_range_is_refused(address: str) -> None:
+    resolver = SafeResolver(())
+    resolver._inner = FakeResolver([address])  # type: ignore[assignment]
+    with pytest.raises(EgressRefused):
+        await resolver.resolve("special.example", 80)
+
+
+async def test_the_allow_list_opens_a_name_resolving_into_it() -> None:
+    resolver = SafeResolver(parse_allow_list("fec0::/10"))
+    resolver._inner = FakeResolver(["fec0::1"])  # type: ignore[assignment]
+    assert len(await resolver.resolve("site-local.example", 80)) == 1
 
 
 async def test_a_name_resolving_to_loopback_is_refused_at_send_time() -> None:
@@ -190,3 +232,105 @@ async def test_proxies_from_the_environment_are_ignored(monkeypatch: pytest.Monk
             await client.close()
     assert response.status == 200
     assert len(receiver.requests) == 1
+
+
+# --- what a token is told (attempt logs, media warnings): never a resolved address -------
+
+
+async def test_a_refusal_tells_a_token_no_resolved_address(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "ability_gateway.server.egress")
+    client = SafeClient(())
+    try:
+        with pytest.raises(EgressRefused) as caught:
+            await client.post(
+                f"http://localhost:{free_port()}/cb", body=b"{}", headers={}, timeout=5
+            )
+    finally:
+        await client.close()
+    assert describe(caught.value) == "refused: not a public address"
+    # The detail stays in the server log.
+    assert "localhost resolves to a non-public address (127.0.0.1)" in caplog.text
+
+
+async def test_a_literal_refusal_tells_the_same() -> None:
+    client = SafeClient(())
+    try:
+        with pytest.raises(EgressRefused) as caught:
+            await client.get("http://169.254.169.254./latest", timeout=5, max_bytes=10)
+    finally:
+        await client.close()
+    assert describe(caught.value) == "refused: not a public address"
+
+
+async def test_a_failed_connection_tells_a_token_no_address() -> None:
+    client = SafeClient(LOOPBACK)
+    try:
+        with pytest.raises(aiohttp.ClientConnectorError) as caught:
+            await client.post(
+                f"http://localhost:{free_port()}/cb", body=b"{}", headers={}, timeout=5
+            )
+    finally:
+        await client.close()
+    assert describe(caught.value) == "could not connect: Connection refused"
+
+
+async def _attempts(gw: Live, task_id: str) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while True:
+        response = await gw.client.get(
+            f"/api/ability_tasks/{task_id}/callbacks", headers=gw.headers
+        )
+        body: dict[str, Any] = response.json()
+        if body["attempts"]:
+            return body
+        assert loop.time() < deadline, "no callback attempt was made"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_callback_attempt_refused_by_name_names_no_address(live: LiveFactory) -> None:
+    with Receiver() as receiver:
+        # The simulator is a Coze on this machine: it may read the loopback image URL.
+        async with live(
+            callback_retry_schedule="60", egress_allow="", coze_allow_internal_image_urls=True
+        ) as gw:
+            response = await gw.invoke(
+                "ability_coze_prompt_extract",
+                {
+                    "inputs": {"url": f"{gw.sim_url}/files/samples/square.png"},
+                    "callbackUrl": f"http://localhost:{receiver.port}/callback",
+                },
+            )
+            assert response.status_code == 200, response.text
+            listed = await _attempts(gw, response.json()["metadata"]["taskId"])
+    assert receiver.requests == []
+    assert listed["attempts"][0]["error"] == "refused: not a public address"
+    assert listed["delivery"]["lastError"] == "refused: not a public address"
+
+
+async def test_a_media_warning_for_a_refused_output_names_no_address(live: LiveFactory) -> None:
+    # The simulator names its outputs by a public URL on `localhost`: the gateway resolves it
+    # to 127.0.0.1 and, with an empty allow list, refuses to mirror them.
+    public = f"http://localhost:{free_port()}"
+    async with live(
+        "--public-url", public, egress_allow="", coze_allow_internal_image_urls=True
+    ) as gw:
+        response = await gw.invoke(
+            "ability_coze_outpaint",
+            {
+                "imageUrl": f"{gw.sim_url}/files/samples/square.png",
+                "inputs": {
+                    "expand_top": 0,
+                    "expand_bottom": 0,
+                    "expand_left": 8,
+                    "expand_right": 8,
+                },
+            },
+        )
+    body = response.json()
+    assert response.status_code == 200, body
+    source = body["images"][0]["sourceUrl"]
+    assert source.startswith(public)
+    assert body["metadata"]["warnings"] == [f"{source}: refused: not a public address"]

@@ -12,14 +12,17 @@ from fastapi import FastAPI
 from ability_gateway import __version__
 from ability_gateway.server.abilities.catalog import Catalog
 from ability_gateway.server.abilities.endpoints import router as abilities_router
+from ability_gateway.server.bodylimit import BodyLimitMiddleware
 from ability_gateway.server.callbacks.endpoints import router as callbacks_router
 from ability_gateway.server.config import Settings, get_settings
 from ability_gateway.server.errors import install_error_handlers
 from ability_gateway.server.executors.endpoints import router as executors_router
 from ability_gateway.server.health.endpoints import router as health_router
 from ability_gateway.server.http import RequestIdMiddleware
+from ability_gateway.server.input_guard import ControlCharacterGuard
 from ability_gateway.server.lifecycle import gateway_state
 from ability_gateway.server.media.endpoints import router as media_router
+from ability_gateway.server.openapi import finish_document
 from ability_gateway.server.provider_callbacks.endpoints import router as provider_callbacks_router
 from ability_gateway.server.tasks.endpoints import router as tasks_router
 from ability_gateway.server.tasks.schemas import InvokeRequest
@@ -43,7 +46,7 @@ def _document_extra_schemas(app: FastAPI) -> None:
             extra = InvokeRequest.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(extra.pop("$defs", {}))
             components["InvokeRequest"] = extra
-            app.openapi_schema = schema
+            app.openapi_schema = finish_document(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -68,6 +71,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     _document_extra_schemas(app)
     install_error_handlers(app)
+    # Added first, so it runs inside RequestIdMiddleware: its 413 carries the request id.
+    app.add_middleware(BodyLimitMiddleware)
+    # NUL and control characters in the path, query and headers: a 400 before any route.
+    app.add_middleware(ControlCharacterGuard)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(abilities_router)
     app.include_router(tasks_router)

@@ -6,8 +6,9 @@ refuses to start with settings that only make sense in development.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, collapse_addresses, ip_network
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +35,12 @@ class Settings(BaseSettings):
         "FULL",
         description="SQLite commit durability: FULL survives power loss, NORMAL process crashes.",
     )
+    sqlite_busy_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long a SQLite statement waits for another process's lock "
+        "before the request answers 503.",
+    )
     catalog_file: Path | None = Field(
         None, description="YAML file replacing the shipped catalog of abilities."
     )
@@ -50,6 +57,11 @@ class Settings(BaseSettings):
         False,
         description="The default executor's plan allows `is_async` runs (long workflows poll).",
     )
+    coze_allow_internal_image_urls: bool = Field(
+        False,
+        description="The default executor is a self-hosted Coze meant to read internal image "
+        "URLs: image URLs given to it skip the egress policy.",
+    )
     coze_max_connections: int = Field(
         256, ge=1, description="Pooled connections per executor to the Coze API."
     )
@@ -59,6 +71,17 @@ class Settings(BaseSettings):
     coze_retry_backoff_seconds: float = Field(
         0.5, ge=0, description="First retry delay; doubles on each further retry."
     )
+    breaker_threshold: int = Field(
+        5, ge=1, description="Consecutive account failures that open an executor's breaker."
+    )
+    breaker_open_seconds: float = Field(
+        30.0, ge=0, description="How long an open breaker refuses work before one probe call."
+    )
+    breaker_probe_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A half-open probe slot not ended by a call within this time is freed.",
+    )
     provider_callback_secret: SecretStr | None = Field(
         None,
         description="`whsec_…` secret verifying inbound completion notices of generation jobs.",
@@ -67,7 +90,14 @@ class Settings(BaseSettings):
         30.0, ge=0, le=60, description="Default wait of a sync invoke before it answers 202."
     )
     runner_enabled: bool = Field(True, description="Run background jobs inside `serve`.")
-    runner_concurrency: int = Field(64, ge=1, description="Job steps one runner runs at once.")
+    runner_concurrency: int = Field(
+        64, ge=1, description="Job steps one runner runs at once (callback deliveries apart)."
+    )
+    runner_delivery_concurrency: int = Field(
+        32,
+        ge=1,
+        description="Callback deliveries one runner sends at once: a budget apart from task steps.",
+    )
     runner_poll_seconds: float = Field(
         0.5, gt=0, description="How often an idle runner looks for due jobs."
     )
@@ -90,9 +120,27 @@ class Settings(BaseSettings):
     callback_timeout_seconds: float = Field(
         10.0, gt=0, le=60, description="Timeout of one callback attempt."
     )
+    callback_token_concurrency: int = Field(
+        8,
+        ge=1,
+        description="Callback deliveries of one token in flight at once, on every node together.",
+    )
+    callback_redeliver_per_minute: int = Field(
+        5, ge=1, description="Manual redeliveries of one task's callback a minute (one at a time)."
+    )
+    callback_manual_attempts_kept: int = Field(
+        10,
+        ge=1,
+        description="Manual attempts listed per callback (every scheduled one is kept).",
+    )
     egress_allow: str = Field(
         "",
         description="CIDRs outbound HTTP may reach although not public (e.g. `127.0.0.0/8`).",
+    )
+    egress_allow_all_in_production: bool = Field(
+        False,
+        description="Let `GATEWAY_EGRESS_ALLOW` cover every address (the SSRF guard off) "
+        "under `GATEWAY_ENV=production`; refused otherwise.",
     )
     storage_url: str | None = Field(
         None,
@@ -121,6 +169,11 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(
         10 * 1024 * 1024, ge=1, description="Largest `imageBase64` image, in bytes (else 413)."
     )
+    max_image_pixels: int = Field(
+        8192 * 8192,
+        ge=1,
+        description="Largest `imageBase64` image, in pixels (width × height; else 413).",
+    )
     media_max_download_bytes: int = Field(
         100 * 1024 * 1024, ge=1, description="Largest output file mirrored into storage."
     )
@@ -145,6 +198,16 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Root log level.")
     access_log: bool = Field(False, description="Log every HTTP request (uvicorn access log).")
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Largest request head (request line and headers) `serve` reads (else 431).",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Time a client has to send a request's head before `serve` answers 408.",
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -199,7 +262,24 @@ class Settings(BaseSettings):
             token = self.coze_api_token.get_secret_value() if self.coze_api_token else ""
             if token == "pat_simulator":
                 raise ValueError("GATEWAY_COZE_API_TOKEN is the simulator's token in production")
+            if allows_every_address(self.egress_networks) and not (
+                self.egress_allow_all_in_production
+            ):
+                raise ValueError(
+                    "GATEWAY_EGRESS_ALLOW covers every address, which turns the SSRF guard off: "
+                    "list only the internal networks callbacks and media may reach, or set "
+                    "GATEWAY_EGRESS_ALLOW_ALL_IN_PRODUCTION=true to mean it"
+                )
         return self
+
+
+def allows_every_address(networks: Iterable[IPv4Network | IPv6Network]) -> bool:
+    """Whether ``networks`` together cover all of IPv4 (0.0.0.0/0) or all of IPv6 (::/0)."""
+    v4 = [n for n in networks if isinstance(n, IPv4Network)]
+    v6 = [n for n in networks if isinstance(n, IPv6Network)]
+    everything_v4 = any(merged.prefixlen == 0 for merged in collapse_addresses(v4))
+    everything_v6 = any(merged.prefixlen == 0 for merged in collapse_addresses(v6))
+    return everything_v4 or everything_v6
 
 
 @lru_cache

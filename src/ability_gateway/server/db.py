@@ -17,6 +17,12 @@ blocks them behind the writer.
 
 Every timestamp is an integer of epoch milliseconds taken from the database
 clock (:func:`db_now_ms`), so comparisons never mix clocks or text encodings.
+
+A database that cannot be reached (connection refused or dropped, PostgreSQL shutting
+down, SQLite locked by another process past the busy timeout) makes :meth:`Database.read`
+and :meth:`Database.run_write` raise :class:`DatabaseUnavailable` (a 503 with
+``Retry-After``), logged once per outage; any other failure (a bad statement, refused
+data) is raised as it is, a bug.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,15 +40,21 @@ from typing import Any, TypeVar
 import orjson
 from sqlalchemy import BigInteger, Engine, create_engine, event
 from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
+
+from ability_gateway.server.errors import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 WriteFn = Callable[[Connection], T]
 
+# The longest pause of a background loop between looks at an unreachable database.
+MAX_RETRY_PAUSE_SECONDS = 5.0
 # Enough to absorb a burst from a few hundred concurrent requests, small enough that one
 # transaction stays short.
 MAX_BATCH = 256
@@ -65,18 +78,62 @@ def _now_ms_postgresql(*_args: Any, **_kw: Any) -> str:
     return "CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)"
 
 
+def storable_text(value: str | None) -> str | None:
+    """Text that is not ours (Coze's answers, receivers' answers) made fit for a text column.
+
+    PostgreSQL text refuses NUL, so it is written as the escape ``\\u0000``; such text is
+    stored, never refused. JSON columns (the task payloads) need nothing: orjson writes NUL
+    as that same escape, which PostgreSQL's ``json`` type keeps (``jsonb`` would refuse it,
+    so those columns stay ``json``).
+    """
+    return None if value is None else value.replace("\x00", "\\u0000")
+
+
+# PostgreSQL SQLSTATEs of a server that is there but will not serve now: admin_shutdown,
+# crash_shutdown, cannot_connect_now ("the database system is shutting down"),
+# too_many_connections. Class 08 (connection exceptions) counts as a whole.
+_PG_UNAVAILABLE = frozenset({"57P01", "57P02", "57P03", "53300"})
+# SQLite primary result codes: SQLITE_BUSY ("database is locked"), SQLITE_LOCKED.
+_SQLITE_BUSY = frozenset({5, 6})
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached now, as opposed to a statement or
+    its data being wrong (those stay errors: a 500 is a bug to fix, a 503 is a retry)."""
+    current: BaseException | None = exc
+    for _ in range(8):  # the wrapped driver error and its causes, not unrelated contexts
+        if current is None:
+            return False
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True  # the connection broke mid-statement
+        if isinstance(current, PoolTimeout | OSError):
+            return True  # no connection within the pool timeout; refused, reset, timed out
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and (sqlstate.startswith("08") or sqlstate in _PG_UNAVAILABLE):
+            return True
+        code = getattr(current, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in _SQLITE_BUSY:
+            return True
+        orig = current.orig if isinstance(current, DBAPIError) else None
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False
+
+
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _configure_sqlite(engine: Engine, *, immediate: bool, synchronous: str = "FULL") -> None:
+def _configure_sqlite(
+    engine: Engine, *, immediate: bool, busy_timeout_ms: int, synchronous: str = "FULL"
+) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Take transaction control away from the sqlite3 module so that BEGIN is ours.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        # How long a statement waits for another process's lock before "database is locked".
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         # FULL: a commit (a task we answered for) survives a power cut too, not only a crash
         # of the process. With group commit that is one fsync per batch.
         cursor.execute(f"PRAGMA synchronous={synchronous}")
@@ -148,12 +205,15 @@ class _SqliteWriter:
                 for _, fn in batch:
                     results.append(fn(conn))
         except BaseException as exc:
-            if len(batch) > 1:
+            # One guilty write fails alone; a locked or unreachable database fails them all
+            # at once (run alone, each would wait the busy timeout again).
+            if len(batch) > 1 and not is_unavailable(exc):
                 self.split_batches += 1
                 for item in batch:
                     self._run([item])
                 return
-            _resolve(batch[0][0], exc=exc)
+            for future, _ in batch:
+                _resolve(future, exc=exc)
             return
         for (future, _), result in zip(batch, results, strict=True):
             _resolve(future, result=result)
@@ -179,7 +239,14 @@ def _resolve(
 class Database:
     """One database: how to write to it and how to read from it."""
 
-    def __init__(self, url: str, *, echo: bool = False, sqlite_synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        sqlite_synchronous: str = "FULL",
+        sqlite_busy_timeout_ms: int = 30_000,
+    ) -> None:
         if sqlite_synchronous not in ("FULL", "NORMAL"):
             raise ValueError("sqlite_synchronous must be FULL or NORMAL")
         self.url = make_url(url)
@@ -192,6 +259,11 @@ class Database:
         }
         self._writer: _SqliteWriter | None = None
         self._closed = False
+        # When the current outage began (monotonic), None while the database answers; and
+        # which of reads and writes failed in it (SQLite locked by another process still
+        # reads), so that only their own success ends it.
+        self._outage_since: float | None = None
+        self._failing: set[str] = set()
         if self.is_sqlite:
             database = self.url.database or ""
             if database and database != ":memory:":
@@ -205,12 +277,19 @@ class Database:
                 connect_args={"check_same_thread": False},
                 **common,
             )
-            _configure_sqlite(sync_engine, immediate=True, synchronous=sqlite_synchronous)
+            _configure_sqlite(
+                sync_engine,
+                immediate=True,
+                busy_timeout_ms=sqlite_busy_timeout_ms,
+                synchronous=sqlite_synchronous,
+            )
             self.sync_writer: Engine | None = sync_engine
             self.reader: AsyncEngine = create_async_engine(
                 url, pool_size=4, max_overflow=4, **common
             )
-            _configure_sqlite(self.reader.sync_engine, immediate=False)
+            _configure_sqlite(
+                self.reader.sync_engine, immediate=False, busy_timeout_ms=sqlite_busy_timeout_ms
+            )
         else:
             self.sync_writer = None
             self.reader = create_async_engine(
@@ -230,17 +309,70 @@ class Database:
         return self._writer
 
     async def run_write(self, fn: WriteFn[T]) -> T:
-        """Run ``fn(conn)`` in a write transaction and return its result once committed."""
-        if self.is_sqlite:
-            return await self._sqlite_writer().submit(fn)
-        async with self.reader.begin() as conn:
-            return await conn.run_sync(fn)
+        """Run ``fn(conn)`` in a write transaction and return its result once committed.
+
+        :class:`DatabaseUnavailable` when the database cannot be reached."""
+        try:
+            if self.is_sqlite:
+                result = await self._sqlite_writer().submit(fn)
+            else:
+                async with self.reader.begin() as conn:
+                    result = await conn.run_sync(fn)
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise self._unavailable(exc, "write") from exc
+            raise
+        self._available("write")
+        return result
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only unit of work."""
-        async with self.reader.connect() as conn:
-            yield conn
+        """A read-only unit of work; :class:`DatabaseUnavailable` when it cannot be reached."""
+        try:
+            async with self.reader.connect() as conn:
+                yield conn
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise self._unavailable(exc, "read") from exc
+            raise
+        self._available("read")
+
+    @property
+    def outage_seconds(self) -> float | None:
+        """How long the database has been unreachable, or None while it answers."""
+        since = self._outage_since
+        return None if since is None else time.monotonic() - since
+
+    def retry_pause(self, minimum: float) -> float:
+        """How long a background loop that found the database unavailable waits before it
+        looks again: half the outage so far, at least ``minimum``, at most 5 s."""
+        return min(max(minimum, (self.outage_seconds or 0.0) / 2), MAX_RETRY_PAUSE_SECONDS)
+
+    def _unavailable(self, exc: BaseException, kind: str) -> DatabaseUnavailable:
+        # Once per outage, not once per failed request, job claim or heartbeat.
+        self._failing.add(kind)
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            logger.error(
+                "database unavailable (%s: %s); answering 503 until it is back",
+                type(exc).__name__,
+                str(exc).splitlines()[0][:200] if str(exc) else "",
+            )
+        return DatabaseUnavailable()
+
+    def _available(self, kind: str) -> None:
+        if not self._failing:
+            return
+        self._failing.discard(kind)
+        if not self._failing and self._outage_since is not None:
+            logger.warning(
+                "database reachable again after %.1f s", time.monotonic() - self._outage_since
+            )
+            self._outage_since = None
 
     async def dispose(self) -> None:
         self._closed = True

@@ -1,23 +1,31 @@
-"""SSRF-safe outbound HTTP for callbacks (and, later, media downloads).
+"""SSRF-safe outbound HTTP for callbacks and output downloads (media mirroring).
 
 A caller-supplied URL must not become a way into our own network. So:
 
 - the host is resolved once, by our resolver; if ANY address it resolves to is not
-  globally routable (loopback, private, link-local incl. 169.254.169.254, CGNAT,
-  multicast, reserved, unspecified, and the same hidden in IPv4-mapped IPv6, 6to4 or
-  NAT64 forms), the request is refused, unless the address is inside
-  ``GATEWAY_EGRESS_ALLOW``;
+  public by the address policy of addresses.py (the IANA special-purpose tables: loopback,
+  private, link local incl. 169.254.169.254, CGNAT, multicast, reserved, documentation,
+  IPv6 outside 2000::/3, and the same hidden in IPv4-mapped, 6to4 or NAT64 forms), the
+  request is refused, unless the address is inside ``GATEWAY_EGRESS_ALLOW``;
 - the connection goes only to the vetted addresses (aiohttp connects to what the
   resolver returned; it never resolves again);
 - literal IP hosts, which aiohttp does not resolve, are checked the same way, including
-  the legacy numeric forms (``2130706433``, ``0177.0.0.1``, ``127.1``);
+  the legacy numeric forms (``2130706433``, ``0177.0.0.1``, ``127.1``) and a trailing dot
+  (``127.0.0.1.``);
 - redirects are not followed, proxies from the environment are ignored, and answers
   are read only up to a cap.
+
+What a refusal or a connection failure says to a token (attempt logs, media warnings, via
+:func:`describe`) never names the address a host resolved to: "refused: not a public
+address". The detail goes to the server log only.
 """
 
 from __future__ import annotations
 
+import errno as errnos
 import ipaddress
+import logging
+import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,84 +37,69 @@ import yarl
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from ability_gateway.server.addresses import (
+    IPAddress,
+    Network,
+    is_allowed,
+    literal_address,
+    normalise_host,
+    parse_allow_list,
+)
 
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
-_6TO4 = ipaddress.ip_network("2002::/16")
+__all__ = [
+    "EgressRefused",
+    "IPAddress",
+    "Network",
+    "Response",
+    "SafeClient",
+    "SafeResolver",
+    "TooLarge",
+    "address_problem",
+    "describe",
+    "is_allowed",
+    "literal_address",
+    "parse_allow_list",
+    "url_host",
+    "url_problem",
+]
+
+logger = logging.getLogger(__name__)
+
+NOT_PUBLIC = "refused: not a public address"
+NON_PUBLIC_PROBLEM = "points at a private, loopback or otherwise non-public address"
 
 
 class EgressRefused(OSError):
-    """The destination is not allowed (an SSRF guard decision, not a network failure)."""
+    """The destination is not allowed (an SSRF guard decision, not a network failure).
+
+    ``str(exc)`` is the detail for the server log (it may name a resolved address);
+    ``public`` is what a token may be told.
+    """
+
+    def __init__(self, detail: str, public: str = NOT_PUBLIC) -> None:
+        super().__init__(detail)
+        self.public = public
 
 
-def parse_allow_list(text: str) -> tuple[Network, ...]:
-    """``GATEWAY_EGRESS_ALLOW``: comma-separated CIDRs (``127.0.0.0/8,10.1.0.0/16``)."""
-    networks = []
-    for part in text.split(","):
-        part = part.strip()
-        if part:
-            networks.append(ipaddress.ip_network(part, strict=False))
-    return tuple(networks)
+def url_host(url: str) -> str | None:
+    """The host aiohttp will connect to, normalised (IDNA, no trailing dot); None if invalid.
 
-
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address in _6TO4:
-        return address.sixtofour
-    if address in _NAT64 or address in _NAT64_LOCAL:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    if address.teredo is not None:
-        return address.teredo[1]
-    return None
-
-
-def _is_public(address: IPAddress) -> bool:
-    return not (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-        or not address.is_global
-        or (isinstance(address, ipaddress.IPv4Address) and address in _CGNAT)
-    )
-
-
-def is_allowed(address: IPAddress, allow: Iterable[Network] = ()) -> bool:
-    """Whether we may connect to ``address``."""
-    allow = tuple(allow)
-    candidates: list[IPAddress] = [address]
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            # ::ffff:a.b.c.d is a.b.c.d: judge it as that address alone.
-            candidates = [address.ipv4_mapped]
-        elif (embedded := _embedded_ipv4(address)) is not None:
-            candidates.append(embedded)
-    for candidate in candidates:
-        if any(candidate.version == net.version and candidate in net for net in allow):
-            continue
-        if not _is_public(candidate):
-            return False
-    return True
-
-
-def literal_address(host: str) -> IPAddress | None:
-    """The IP a host names literally, legacy IPv4 forms included; None for a DNS name."""
-    host = host.strip("[]")
+    yarl normalises the host (IDNA), and full-width or circled digits become an IP address
+    that is never resolved: the host to judge is yarl's, not urlsplit's.
+    """
     try:
-        return ipaddress.ip_address(host)
+        host = yarl.URL(url).raw_host or urlsplit(url).hostname
     except ValueError:
-        pass
-    try:
-        # inet_aton accepts what resolvers do: 2130706433, 0x7f000001, 0177.0.0.1, 127.1.
-        return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
         return None
+    return normalise_host(host) if host else None
+
+
+def address_problem(host: str, allow: Iterable[Network] = ()) -> str | None:
+    """Why a literal IP ``host`` may not be reached, or None (DNS names are not judged)."""
+    address = literal_address(host)
+    if address is not None and not is_allowed(address, allow):
+        return NON_PUBLIC_PROBLEM
+    return None
 
 
 def url_problem(url: str, allow: Iterable[Network] = ()) -> str | None:
@@ -125,16 +118,10 @@ def url_problem(url: str, allow: Iterable[Network] = ()) -> str | None:
         return "must not carry credentials (use callbackHeaders)"
     if port == 0:
         return "has an invalid port"
-    try:
-        # What aiohttp will connect to: yarl normalises the host (IDNA), and full-width or
-        # circled digits become an IP address that is never resolved, so check that host.
-        host = yarl.URL(url).raw_host or parts.hostname
-    except ValueError:
+    host = url_host(url)
+    if host is None:
         return "is not a valid URL"
-    address = literal_address(host)
-    if address is not None and not is_allowed(address, allow):
-        return "points at a private, loopback or otherwise non-public address"
-    return None
+    return address_problem(host, allow)
 
 
 class SafeResolver(AbstractResolver):
@@ -151,6 +138,7 @@ class SafeResolver(AbstractResolver):
         for result in results:
             address = ipaddress.ip_address(result["host"])
             if not is_allowed(address, self._allow):
+                # The address is for the server log only (see EgressRefused).
                 raise EgressRefused(f"{host} resolves to a non-public address ({address})")
         return results
 
@@ -196,9 +184,7 @@ class SafeClient:
         self, url: str, *, body: bytes, headers: dict[str, str], timeout: float
     ) -> Response:
         """POST; raises EgressRefused, aiohttp.ClientError or TimeoutError."""
-        problem = url_problem(url, self.allow)
-        if problem is not None:
-            raise EgressRefused(f"the URL {problem}")
+        self._vet(url)
         try:
             async with self._client().post(
                 url,
@@ -220,16 +206,12 @@ class SafeClient:
                     len(data) > self.max_response_bytes,
                 )
         except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, EgressRefused):
-                raise exc.os_error from exc
-            raise
+            raise _unwrapped(url, exc) from exc
 
     async def get(self, url: str, *, timeout: float, max_bytes: int) -> bytes:
         """GET a whole body of at most ``max_bytes``; raises TooLarge beyond it, and what
         ``post`` raises otherwise. Non-2xx answers raise ``aiohttp.ClientResponseError``."""
-        problem = url_problem(url, self.allow)
-        if problem is not None:
-            raise EgressRefused(f"the URL {problem}")
+        self._vet(url)
         try:
             async with self._client().get(
                 url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout)
@@ -249,9 +231,14 @@ class SafeClient:
                         raise TooLarge(f"more than {max_bytes} bytes")
                 return bytes(data)
         except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, EgressRefused):
-                raise exc.os_error from exc
-            raise
+            raise _unwrapped(url, exc) from exc
+
+    def _vet(self, url: str) -> None:
+        problem = url_problem(url, self.allow)
+        if problem is not None:
+            public = NOT_PUBLIC if problem == NON_PUBLIC_PROBLEM else f"refused: the URL {problem}"
+            logger.warning("egress refused %s: the URL %s", _origin(url), problem)
+            raise EgressRefused(f"the URL {problem}", public)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -259,14 +246,33 @@ class SafeClient:
             self._session = None
 
 
+def _origin(url: str) -> str:
+    """scheme://host:port of ``url`` (a query may carry a receiver's secret: never logged)."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    except ValueError:
+        return "(an invalid URL)"
+
+
+def _unwrapped(url: str, exc: aiohttp.ClientConnectorError) -> Exception:
+    """Our own refusal out of aiohttp's wrapper; either way, the detail goes to the log."""
+    if isinstance(exc.os_error, EgressRefused):
+        logger.warning("egress refused %s: %s", _origin(url), exc.os_error)
+        return exc.os_error
+    logger.info("egress to %s failed: %s", _origin(url), exc)
+    return exc
+
+
 class TooLarge(Exception):
     """An answer bigger than the cap (reading stopped there)."""
 
 
 def describe(exc: BaseException) -> str:
-    """A short, log-safe description of a failed attempt."""
+    """A short description of a failed attempt that a token may see (attempt logs, media
+    warnings): never the address a name resolved to or was connected to."""
     if isinstance(exc, EgressRefused):
-        return f"refused by the egress policy: {exc}"
+        return exc.public
     if isinstance(exc, TimeoutError):
         return "timed out"
     if isinstance(exc, TooLarge):
@@ -275,5 +281,17 @@ def describe(exc: BaseException) -> str:
         return f"HTTP {exc.status}"
     cause: Any = getattr(exc, "os_error", None)
     if isinstance(cause, EgressRefused):
-        return f"refused by the egress policy: {cause}"
+        return cause.public
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "could not resolve the host"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS failed: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "TLS failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # Its text names the address connected to ("Connect call failed ('10.0.0.7', 80)").
+        code = getattr(cause, "errno", None)
+        if isinstance(code, int) and code in errnos.errorcode:
+            return f"could not connect: {os.strerror(code)}"
+        return "could not connect"
     return f"{type(exc).__name__}: {exc}"

@@ -111,6 +111,21 @@ class ServiceUnavailable(GatewayError):
     default_message = "Service unavailable"
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached (refused, shutting down, dropped, locked past the busy
+    timeout): a 503 with ``Retry-After``, since nothing was done and a retry will do it.
+
+    Raised by :class:`~ability_gateway.server.db.Database` only; which failures count is
+    decided there (``is_unavailable``). A bad statement or refused data stays a 500.
+    """
+
+    default_message = "The database is unavailable; retry shortly"
+    retry_after_seconds: ClassVar[int] = 2
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": str(self.retry_after_seconds)})
+
+
 class UpstreamError(GatewayError):
     """The workflow failed or Coze could not be reached: HTTP 502 with Coze's code."""
 
@@ -162,7 +177,9 @@ def validation_field_errors(errors: Sequence[Any]) -> list[FieldError]:
 def install_error_handlers(app: FastAPI) -> None:
     async def on_gateway_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        if exc.status_code >= 500 and not isinstance(exc, UpstreamError | UpstreamTimeout):
+        # Upstream failures are the task's outcome; an outage is logged once by the database.
+        quiet = UpstreamError | UpstreamTimeout | DatabaseUnavailable
+        if exc.status_code >= 500 and not isinstance(exc, quiet):
             logger.error("request failed: %s", exc.message)
         body = error_body(exc.code, exc.message, **exc.extra)
         return _render(exc.status_code, body, exc.headers)

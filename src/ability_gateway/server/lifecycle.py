@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from ability_gateway.server.abilities.catalog import Catalog
 from ability_gateway.server.auth.limits import RequestLimiter
 from ability_gateway.server.auth.service import TokenCache
-
-# Importing the step modules registers the job kinds they run.
-from ability_gateway.server.callbacks import steps as _callback_steps  # noqa: F401
 from ability_gateway.server.callbacks.sender import USER_AGENT
+
+# Importing the step modules registers the job kinds they run (and callbacks' claim policy).
+from ability_gateway.server.callbacks.steps import claim_policies as delivery_policies
 from ability_gateway.server.config import Settings
 from ability_gateway.server.db import Database
 from ability_gateway.server.egress import SafeClient
@@ -33,7 +33,11 @@ logger = logging.getLogger(__name__)
 async def gateway_state(
     settings: Settings, catalog: Catalog, *, run_jobs: bool
 ) -> AsyncIterator[GatewayState]:
-    db = Database(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    db = Database(
+        settings.resolved_database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        sqlite_busy_timeout_ms=int(settings.sqlite_busy_timeout_seconds * 1000),
+    )
     await upgrade_to_head(db)
     limiter = RequestLimiter(settings.redis_url)
     executors = ExecutorRegistry.from_settings(settings, limiter.limiter)
@@ -74,6 +78,7 @@ async def gateway_state(
         lease_seconds=settings.lease_seconds,
         sweep_seconds=settings.sweep_seconds,
         max_crashes=settings.max_crashes,
+        policies=delivery_policies(settings),
     )
     if run_jobs:
         if settings.media_retention_days > 0:

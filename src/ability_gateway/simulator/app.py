@@ -134,6 +134,7 @@ class SimulatorConfig:
     notify_secret: str | None = None
     throttle_every: int = 0
     oauth_apps: tuple[tuple[str, str, str], ...] = ()
+    allow_remote_images: bool = False  # download source images from beyond loopback
 
     def __post_init__(self) -> None:
         if not self.tokens:
@@ -179,7 +180,7 @@ class _Simulator:
             seed=config.seed,
             on_create=self.notifier.schedule if self.notifier else None,
         )
-        self.sources = SourceImages()
+        self.sources = SourceImages(allow_remote=config.allow_remote_images)
         self.execute_ids = ExecuteIdFactory()
         self.public_base = config.public_url.rstrip("/") if config.public_url else None
         self.public_origin = str(URL(config.public_url).origin()) if config.public_url else None

@@ -6,12 +6,19 @@ feed sample images free of self-requests. Anything else is fetched with a 5 s de
 to 256 KiB, just enough for any image header; a failed download is a :class:`SourceImageError`,
 which the workflows turn into Coze's "failed to download image" execution failure.
 
+A simulator is a local stand-in: it downloads only from this machine's loopback (``127.0.0.0/8``,
+``::1``, ``localhost``) unless started with ``--allow-remote-images``. Any other host is refused
+before it is resolved, so a test or demo that feeds it an outside URL fails visibly instead of
+reaching out (or waiting on a DNS resolver).
+
 Successful remote look-ups are cached (LRU, by URL): a simulator has no reason to assume that the
 same URL changes size between runs, and the cache keeps repeated runs cheap.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections import OrderedDict
 from collections.abc import Collection
 
@@ -28,6 +35,23 @@ class SourceImageError(Exception):
     """The source image could not be downloaded or is not a PNG, JPEG, GIF or WebP image."""
 
 
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback address in any spelling (``127.1``, ``[::1]``, ``127.1.``)."""
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
 class SourceImages:
     """Resolves image URLs to ``(width, height)``; owns one pooled HTTP client for the downloads."""
 
@@ -37,7 +61,9 @@ class SourceImages:
         timeout_seconds: float = 5.0,
         max_bytes: int = 256 * 1024,
         cache_size: int = 1024,
+        allow_remote: bool = False,
     ) -> None:
+        self._allow_remote = allow_remote
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._max_bytes = max_bytes
         self._cache_size = cache_size
@@ -68,6 +94,10 @@ class SourceImages:
             if ref is None:
                 raise SourceImageError("HTTP 404")
             return ref.width, ref.height
+        if not self._allow_remote and not is_loopback_host(parsed.raw_host or ""):
+            raise SourceImageError(
+                "refused: the simulator downloads only from loopback (--allow-remote-images)"
+            )
         cached = self._cache.get(url)
         if cached is not None:
             self._cache.move_to_end(url)

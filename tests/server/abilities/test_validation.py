@@ -5,7 +5,8 @@ from typing import Any
 import pytest
 
 from ability_gateway.server.abilities.catalog import Catalog
-from ability_gateway.server.abilities.validation import build_parameters
+from ability_gateway.server.abilities.validation import build_parameters, check_image_urls
+from ability_gateway.server.addresses import parse_allow_list
 from ability_gateway.server.errors import BadRequest
 
 CATALOG = Catalog.load()
@@ -129,3 +130,84 @@ def test_moxing_may_be_the_integer_naming_a_model() -> None:
     assert problems("ability_coze_outpaint", {**OUTPAINT, "moxing": 4}) == [
         ("inputs.moxing", "must be a string")
     ]
+
+
+# --- caller-supplied image URLs under the egress policy ---------------------------------
+
+
+def image_problems(
+    ability_id: str,
+    inputs: dict[str, Any],
+    image_url: str | None = None,
+    allow: str = "",
+    internal_allowed: bool = False,
+) -> list[Any]:
+    ability = CATALOG.get(ability_id)
+    assert ability is not None
+    try:
+        check_image_urls(
+            ability, inputs, image_url, parse_allow_list(allow), internal_allowed=internal_allowed
+        )
+    except BadRequest as exc:
+        return [(e["field"], e["problem"]) for e in exc.extra["errors"]]
+    return []
+
+
+NON_PUBLIC = "points at a private, loopback or otherwise non-public address"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://169.254.169.254./latest/meta-data/",
+        "http://127.0.0.1:8080/a.png",
+        "http://2130706433/a.png",
+        "http://[::ffff:10.0.0.1]/a.png",
+        "http://[fec0::1]/a.png",
+        "http://192.0.0.8/a.png",
+    ],
+)
+def test_an_image_url_at_a_literal_non_public_address_is_refused(url: str) -> None:
+    assert image_problems("ability_coze_prompt_extract", {}, url) == [("imageUrl", NON_PUBLIC)]
+    assert image_problems("ability_coze_prompt_extract", {"url": url}) == [
+        ("inputs.url", NON_PUBLIC)
+    ]
+
+
+def test_the_outpaint_image_input_is_checked_by_its_own_name() -> None:
+    inputs = {**OUTPAINT, "Url": "http://10.1.2.3/a.png"}
+    assert image_problems("ability_coze_outpaint", inputs) == [("inputs.Url", NON_PUBLIC)]
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://localhost:8080/a.png", "names a loopback host"),
+        ("http://LOCALHOST./a.png", "names a loopback host"),
+        ("http://metadata.google.internal/computeMetadata/v1/", "names a host of a local network"),
+        ("http://printer.local/a.png", "names a host of a local network"),
+    ],
+)
+def test_an_image_url_naming_a_local_host_is_refused(url: str, problem: str) -> None:
+    assert image_problems("ability_coze_prompt_extract", {"url": url}) == [("inputs.url", problem)]
+
+
+def test_the_egress_allow_list_opens_image_urls_as_it_opens_callbacks() -> None:
+    for url in ("http://127.0.0.1:8080/a.png", "http://localhost:8080/a.png"):
+        assert (
+            image_problems("ability_coze_prompt_extract", {"url": url}, allow="127.0.0.0/8") == []
+        )
+    assert image_problems(
+        "ability_coze_prompt_extract", {"url": "http://10.0.0.1/a.png"}, allow="127.0.0.0/8"
+    ) == [("inputs.url", NON_PUBLIC)]
+
+
+def test_an_executor_meant_to_read_internal_urls_takes_them() -> None:
+    url = "http://169.254.169.254/latest/meta-data/"
+    assert image_problems("ability_coze_prompt_extract", {"url": url}, internal_allowed=True) == []
+
+
+def test_public_image_urls_pass() -> None:
+    assert image_problems("ability_coze_prompt_extract", {"url": IMG}) == []
+    assert image_problems("ability_coze_prompt_extract", {}, "https://8.8.8.8/a.png") == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,11 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from ability_gateway.server.auth.service import create_token
-from ability_gateway.server.executors.health import CircuitBreaker
 from ability_gateway.server.executors.registry import ExecutorRegistry
 from ability_gateway.server.models import call_logs
 from tests.conftest import make_settings
 from tests.server.conftest import LiveFactory
-from tests.support import free_port
+from tests.support import free_port, start_process, stop_process, wait_http
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -84,27 +84,13 @@ executors:
         heavy.breaker.record(False, "no answer")
     assert {registry.choose(None).id for _ in range(50)} == {"light"}
     assert registry.choose("heavy").id == "heavy"  # an explicit pick is honoured
-    heavy.breaker.cooldown = 0.0  # the cooldown is over: half-open, one probe
-    probes = [registry.choose(None).id for _ in range(200)]
+    heavy.breaker.cooldown = 0.0  # the open period is over: half-open, one probe
+    probes = []
+    for _ in range(200):  # as invoke does: choose, then reserve the probe for a real call
+        chosen = registry.choose(None)
+        chosen.breaker.reserve()
+        probes.append(chosen.id)
     assert probes.count("heavy") == 1
-
-
-def test_the_breaker_opens_then_probes_half_open() -> None:
-    breaker = CircuitBreaker(threshold=3, cooldown=0.05)
-    for _ in range(3):
-        breaker.record(False, "HTTP 503")
-    assert breaker.state == "open"
-    assert not breaker.available()
-    import time
-
-    time.sleep(0.06)
-    assert breaker.state == "half_open"
-    assert breaker.available()
-    breaker.begin()
-    assert not breaker.available()  # one probe at a time
-    breaker.record(True)
-    assert breaker.state == "closed"
-    assert breaker.reason is None
 
 
 def failover_file(tmp_path: Path, sim_url: str, dead: str) -> Path:
@@ -248,3 +234,104 @@ executors:
         assert token is not None
         assert token.startswith("czs_")
         assert executor.auth._token == token  # type: ignore[attr-defined]  # reused, not re-minted
+
+
+PROMPT = "ability_coze_prompt_extract"
+
+
+async def test_after_an_outage_a_cache_hit_or_a_replay_never_keeps_the_breaker_shut(
+    live: LiveFactory, tmp_path: Path
+) -> None:
+    """The probe's slot belongs to a real Coze call: a cached invoke or an Idempotency-Key
+    replay while half-open must not take it (it used to, and every later invoke got 503)."""
+    port = free_port()
+    coze = f"http://127.0.0.1:{port}"
+    log = tmp_path / "coze.log"
+
+    def start_coze() -> subprocess.Popen[bytes]:
+        proc = start_process(["coze-sim", "--port", str(port)], {}, log)
+        wait_http(f"{coze}/healthz", proc=proc)
+        return proc
+
+    account = write(
+        tmp_path,
+        f'executors:\n  - {{id: only, baseUrl: "{coze}",'
+        " auth: {type: token, token: pat_simulator}}\n",
+    )
+    proc = start_coze()
+    try:
+        async with live(
+            coze_api_token=None,
+            executors_file=account,
+            coze_max_retries=0,
+            breaker_open_seconds=1.0,
+        ) as gw:
+            image = f"{gw.sim_url}/files/samples/square.png"
+            cached = {"inputs": {"url": image, "shuru": "cached"}}
+            primed = await gw.invoke(PROMPT, cached)
+            assert primed.headers.get("x-cache") == "MISS", primed.text
+            keyed = {"inputs": {"url": image, "shuru": "keyed"}}
+            assert (await gw.invoke(PROMPT, keyed, Idempotency_Key="k-1")).status_code == 200
+
+            stop_process(proc)  # Coze goes away
+            for n in range(5):
+                failed = await gw.invoke(PROMPT, {"inputs": {"url": image, "shuru": f"x{n}"}})
+                assert failed.status_code >= 500
+            refused = await gw.invoke(PROMPT, {"inputs": {"url": image, "shuru": "open"}})
+            assert refused.status_code == 503
+            assert refused.json()["message"].startswith("No Coze executor is available")
+            assert coze not in refused.text  # no internals: no base URL…
+            assert "connect" not in refused.text  # …and no connection error
+            assert int(refused.headers["retry-after"]) >= 1
+
+            proc = start_coze()  # Coze is back; the open period ends
+            await asyncio.sleep(1.1)
+            hit = await gw.invoke(PROMPT, cached)
+            assert (hit.status_code, hit.headers["x-cache"]) == (200, "HIT")
+            replay = await gw.invoke(PROMPT, keyed, Idempotency_Key="k-1")
+            assert replay.status_code == 200
+
+            # Neither took the probe: the next real invoke probes, succeeds, closes the breaker.
+            for n in range(3):
+                fresh = await gw.invoke(PROMPT, {"inputs": {"url": image, "shuru": f"ok{n}"}})
+                assert fresh.status_code == 200, fresh.text
+            executor = gw.state.executors.get("only")
+            assert executor is not None
+            assert executor.breaker.state == "closed"
+    finally:
+        stop_process(proc)
+
+
+async def test_a_task_for_a_self_hosted_coze_never_fails_over_to_an_account_without_the_switch(
+    live: LiveFactory, tmp_path: Path
+) -> None:
+    """Its internal image URL passed the egress policy only for the self-hosted account."""
+    dead = f"http://127.0.0.1:{free_port()}"
+
+    def accounts(sim: str) -> Path:
+        return write(
+            tmp_path,
+            f"""
+executors:
+  - {{id: inside, baseUrl: "{dead}", auth: {{type: token, token: pat_simulator}},
+      allowInternalImageUrls: true}}
+  - {{id: cloud, baseUrl: "{sim}", auth: {{type: token, token: pat_simulator}}}}
+""",
+        )
+
+    async with live(
+        coze_max_retries=0, coze_api_token=None, egress_allow="", executors_file=accounts
+    ) as gw:
+        internal = f"{gw.sim_url}/files/samples/square.png"  # loopback: internal here
+        refused = await gw.invoke(
+            "ability_coze_upscale_8k", {"inputs": {"url": internal, "bianchang": 64}}
+        )
+        assert refused.status_code == 400  # not every executor may read it
+        answer = await gw.invoke(
+            "ability_coze_upscale_8k",
+            {"executorId": "inside", "inputs": {"url": internal, "bianchang": 64}},
+        )
+        assert answer.status_code == 502, answer.text
+        async with gw.state.db.read() as conn:
+            called = (await conn.execute(select(call_logs.c.executor_id))).scalars().all()
+        assert called == ["inside"]

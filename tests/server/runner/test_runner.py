@@ -15,6 +15,7 @@ from ability_gateway.server.app import create_app
 from ability_gateway.server.auth.service import create_token
 from ability_gateway.server.db import db_now_ms
 from ability_gateway.server.models import jobs, tasks
+from ability_gateway.server.runner import claim as claiming
 from ability_gateway.server.runner import repository
 from ability_gateway.server.runner.steps import StepContext, StepResult, step
 from ability_gateway.server.state import GatewayState
@@ -134,11 +135,11 @@ async def test_a_finish_with_a_stale_token_changes_nothing(engine: GatewayState)
         partial(repository.insert_job, kind="test.echo", task_id=None, payload={})
     )
     leases = await engine.db.run_write(
-        partial(repository.claim, owner="a", token="tok-a", ttl_ms=60_000, limit=10)
+        partial(claiming.claim, owner="a", token="tok-a", ttl_ms=60_000, limit=10)
     )
     assert [lease.id for lease in leases] == [job_id]
     again = await engine.db.run_write(
-        partial(repository.claim, owner="b", token="tok-b", ttl_ms=60_000, limit=10)
+        partial(claiming.claim, owner="b", token="tok-b", ttl_ms=60_000, limit=10)
     )
     assert again == []  # leased jobs are not claimed twice
     stale = await engine.db.run_write(
@@ -252,7 +253,7 @@ async def test_a_crash_requeue_keeps_the_jobs_payload(engine: GatewayState) -> N
         partial(repository.insert_job, kind="test.echo", task_id=None, payload={"phase": "x"})
     )
     leases = await engine.db.run_write(
-        partial(repository.claim, owner="a", token="tok", ttl_ms=60_000, limit=1)
+        partial(claiming.claim, owner="a", token="tok", ttl_ms=60_000, limit=1)
     )
     assert leases[0].payload == {"phase": "x"}
     assert await engine.db.run_write(

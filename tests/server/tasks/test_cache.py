@@ -104,3 +104,32 @@ async def test_a_new_idempotency_key_still_uses_the_cache(live: LiveFactory) -> 
         assert second.headers["x-cache"] == "HIT"
         assert replay.json()["metadata"]["taskId"] == second.json()["metadata"]["taskId"]
         assert (await upstream_runs(gw)).count("workflow.run") == 1
+
+
+async def test_a_hit_for_another_token_carries_the_result_but_not_the_upstream_run(
+    live: LiveFactory,
+) -> None:
+    from ability_gateway.server.auth.service import create_token
+
+    async with live() as gw:
+        other = await create_token(gw.state.db, "other")
+        payload = {"inputs": {"url": image(gw), "shuru": "油画"}}
+        first = (await gw.invoke(PROMPT, payload)).json()
+        assert first["metadata"]["executeId"]
+        assert first["metadata"]["debugUrl"]
+        theirs = await gw.client.post(
+            f"/api/abilities/{PROMPT}/invoke",
+            json=payload,
+            headers={"Authorization": f"Bearer {other.token}"},
+        )
+        mine = await gw.invoke(PROMPT, payload)
+        assert theirs.headers["x-cache"] == mine.headers["x-cache"] == "HIT"
+        foreign, own = theirs.json(), mine.json()
+        assert foreign["texts"] == first["texts"]
+        for key in ("executeId", "debugUrl", "usage", "executorId", "warnings"):
+            assert key not in foreign["metadata"], key
+        assert foreign["raw"] == {}
+        assert first["metadata"]["executeId"] not in theirs.text
+        # The token whose run made the result still sees that run's identifiers.
+        assert own["metadata"]["executeId"] == first["metadata"]["executeId"]
+        assert own["raw"] == first["raw"]

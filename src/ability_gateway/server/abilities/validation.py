@@ -6,19 +6,30 @@ request in one round trip.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 from ability_gateway.server.abilities.catalog import AbilityDefinition, InputSpec
+from ability_gateway.server.addresses import (
+    Network,
+    is_allowed,
+    is_local_network_name,
+    is_loopback_name,
+)
+from ability_gateway.server.egress import address_problem, url_host
 from ability_gateway.server.errors import BadRequest, FieldError
+from ability_gateway.server.input_guard import has_control
 
 MAX_STRING_LENGTH = 65_536
 MAX_URL_LENGTH = 4_096
 
 
 def is_http_url(value: str) -> bool:
-    if len(value) > MAX_URL_LENGTH or any(c.isspace() for c in value):
+    # Control characters (input_guard): a URL never holds one, and PostgreSQL refuses NUL.
+    if len(value) > MAX_URL_LENGTH or has_control(value) or any(c.isspace() for c in value):
         return False
     try:
         parts = urlsplit(value)
@@ -126,3 +137,55 @@ def build_parameters(
         elif spec.integer and isinstance(value, float):
             params[spec.name] = int(value)
     return params
+
+
+_LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
+
+
+def image_url_problem(url: str, allow: Iterable[Network] = ()) -> str | None:
+    """Why Coze may not be given ``url`` to download, or None: the callbacks' address policy.
+
+    Only what is knowable without DNS (Coze resolves the name, not us): a literal
+    non-public address, a name that is loopback by definition (judged as 127.0.0.1, so
+    ``GATEWAY_EGRESS_ALLOW=127.0.0.0/8`` opens it), or one that only names local hosts.
+    """
+    host = url_host(url)
+    if host is None:
+        return "must be an http(s) URL"
+    if (problem := address_problem(host, allow)) is not None:
+        return problem
+    if is_loopback_name(host) and not is_allowed(_LOOPBACK, allow):
+        return "names a loopback host"
+    if is_local_network_name(host):
+        return "names a host of a local network"
+    return None
+
+
+def check_image_urls(
+    ability: AbilityDefinition,
+    inputs: dict[str, Any],
+    image_url: str | None,
+    allow: Iterable[Network],
+    *,
+    internal_allowed: bool = False,
+) -> None:
+    """The caller's image URLs (``imageUrl``, or a URL input such as ``inputs.url``) under
+    the egress policy; a 400 names each field. ``internal_allowed``: the executor is a
+    self-hosted Coze meant to read internal URLs. The gateway's own media URLs (a stored
+    ``imageBase64``) are not the caller's and are not passed here."""
+    if internal_allowed:
+        return
+    allow = tuple(allow)
+    given: list[tuple[str, Any]] = [("imageUrl", image_url)] if image_url is not None else []
+    given += [
+        (f"inputs.{spec.name}", inputs.get(spec.name))
+        for spec in ability.inputs
+        if spec.format == "url"
+    ]
+    errors = [
+        FieldError(field, problem)
+        for field, url in given
+        if isinstance(url, str) and url and (problem := image_url_problem(url, allow)) is not None
+    ]
+    if errors:
+        raise BadRequest("The image URL is not allowed", errors)

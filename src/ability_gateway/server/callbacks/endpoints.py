@@ -33,5 +33,9 @@ async def list_task_callbacks(task_id: str, gateway: Gateway, token: CurrentToke
 async def redeliver_task_callback(
     task_id: str, gateway: Gateway, token: CurrentToken
 ) -> JSONResponse:
-    """Send the callback once more now (same `webhook-id`, one attempt, no new schedule)."""
+    """Send the callback once more now (same `webhook-id`, one attempt, no new schedule).
+
+    Per task, one redelivery at a time and a few a minute (`GATEWAY_CALLBACK_REDELIVER_PER_MINUTE`),
+    else 429 with `Retry-After`. The attempts list keeps every scheduled attempt and the latest
+    manual ones (`GATEWAY_CALLBACK_MANUAL_ATTEMPTS_KEPT`)."""
     return JSONResponse(await service.redeliver(gateway, token, task_id))

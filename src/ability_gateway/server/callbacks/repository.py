@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, not_, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -81,7 +81,13 @@ def enqueue_for_task(conn: Connection, row: RowMapping) -> str | None:
             "body": body,
         },
     )
-    jobs.insert_job(conn, kind=DELIVER_JOB, task_id=row["id"], payload={"deliveryId": delivery_id})
+    jobs.insert_job(
+        conn,
+        kind=DELIVER_JOB,
+        task_id=row["id"],
+        payload={"deliveryId": delivery_id},
+        concurrency_key=row["token_id"],  # the per-token cap of deliveries in flight
+    )
     return delivery_id
 
 
@@ -165,6 +171,84 @@ def record_attempt(
             values.pop("state")
         statement = statement.where(deliveries.c.state != "delivered")
     conn.execute(statement.values(**values))
+
+
+MINUTE_MS = 60_000
+_WINDOW_OPEN = and_(
+    deliveries.c.redeliver_window_at.is_not(None),
+    deliveries.c.redeliver_window_at > db_now_ms() - MINUTE_MS,
+)
+_START_REDELIVERY = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("b_id"),
+        # One in flight; a mark older than ``b_stale`` is left by a node that died mid-attempt.
+        or_(
+            deliveries.c.redeliver_started_at.is_(None),
+            deliveries.c.redeliver_started_at < db_now_ms() - bindparam("b_stale"),
+        ),
+        or_(not_(_WINDOW_OPEN), deliveries.c.redeliver_count < bindparam("b_per_minute")),
+    )
+    .values(
+        redeliver_started_at=db_now_ms(),
+        redeliver_window_at=case(
+            (_WINDOW_OPEN, deliveries.c.redeliver_window_at), else_=db_now_ms()
+        ),
+        redeliver_count=case((_WINDOW_OPEN, deliveries.c.redeliver_count + 1), else_=1),
+    )
+)
+
+
+def start_redelivery(
+    conn: Connection, delivery_id: str, *, per_minute: int, in_flight_ms: int, stale_ms: int
+) -> tuple[int, bool]:
+    """Take the delivery's one manual-redelivery place (every node sees it): (0, _) when
+    taken; else (ms to wait, True when one is in flight / False when the minute is used up)."""
+    params = {"b_id": delivery_id, "b_stale": stale_ms, "b_per_minute": per_minute}
+    if conn.execute(_START_REDELIVERY, params).rowcount:
+        return 0, False
+    row = conn.execute(
+        select(
+            deliveries.c.redeliver_started_at,
+            deliveries.c.redeliver_window_at,
+            deliveries.c.redeliver_count,
+            db_now_ms().label("now"),
+        ).where(deliveries.c.id == delivery_id)
+    ).one()
+    waits = [1]
+    busy = row.redeliver_started_at is not None and row.redeliver_started_at >= row.now - stale_ms
+    if busy:
+        waits.append(row.redeliver_started_at + in_flight_ms - row.now)
+    window_open = (
+        row.redeliver_window_at is not None and row.redeliver_window_at > row.now - MINUTE_MS
+    )
+    if window_open and row.redeliver_count >= per_minute:
+        waits.append(row.redeliver_window_at + MINUTE_MS - row.now)
+    return max(waits), busy
+
+
+def end_redelivery(conn: Connection, delivery_id: str, *, keep_manual: int) -> None:
+    """Free the manual-redelivery place; keep only the latest ``keep_manual`` manual attempts
+    (every scheduled attempt stays)."""
+    conn.execute(
+        update(deliveries).where(deliveries.c.id == delivery_id).values(redeliver_started_at=None)
+    )
+    latest = (
+        select(delivery_attempts.c.id)
+        .where(
+            delivery_attempts.c.delivery_id == delivery_id,
+            delivery_attempts.c.manual.is_(True),
+        )
+        .order_by(delivery_attempts.c.id.desc())
+        .limit(keep_manual)
+    )
+    conn.execute(
+        delete(delivery_attempts).where(
+            delivery_attempts.c.delivery_id == delivery_id,
+            delivery_attempts.c.manual.is_(True),
+            delivery_attempts.c.id.not_in(latest),
+        )
+    )
 
 
 def give_up(conn: Connection, delivery_id: str, reason: str) -> None:

@@ -1,11 +1,19 @@
-"""Callback visibility and manual redelivery."""
+"""Callback visibility and manual redelivery.
+
+Manual redelivery is rate-limited per task (its delivery), on every node together: one in
+flight at a time and ``GATEWAY_CALLBACK_REDELIVER_PER_MINUTE`` a minute, else 429 with
+``Retry-After``. The attempts list keeps every scheduled attempt and the latest
+``GATEWAY_CALLBACK_MANUAL_ATTEMPTS_KEPT`` manual ones.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
+from ability_gateway.server.auth.limits import RateLimited
 from ability_gateway.server.auth.service import Principal
 from ability_gateway.server.callbacks import repository
 from ability_gateway.server.callbacks.repository import DELIVER_JOB
@@ -74,13 +82,24 @@ async def redeliver(gateway: GatewayState, principal: Principal, task_id: str) -
     await _own_task(gateway, principal, task_id)
     async with gateway.db.read() as conn:
         current, _ = await repository.for_task(conn, task_id)
-        if current is None:
-            raise NotFound(f"Task {shorten(task_id)!r} has no callback to redeliver")
-        delivery = await repository.load(conn, current["id"])
-    assert delivery is not None
-    result = await attempt(
-        gateway.callback_client, delivery, timeout=gateway.settings.callback_timeout_seconds
-    )
+    if current is None:
+        raise NotFound(f"Task {shorten(task_id)!r} has no callback to redeliver")
+    settings = gateway.settings
+    delivery_id = current["id"]
+    await _start_redelivery(gateway, delivery_id)
+    keep = settings.callback_manual_attempts_kept
+    try:
+        async with gateway.db.read() as conn:
+            delivery = await repository.load(conn, delivery_id)
+        assert delivery is not None
+        result = await attempt(
+            gateway.callback_client, delivery, timeout=settings.callback_timeout_seconds
+        )
+    except BaseException:
+        await gateway.db.run_write(
+            lambda conn: repository.end_redelivery(conn, delivery_id, keep_manual=keep)
+        )
+        raise
     state = "delivered" if result.ok else delivery["state"]
 
     def write(conn: Any) -> None:
@@ -97,8 +116,37 @@ async def redeliver(gateway: GatewayState, principal: Principal, task_id: str) -
             state=state,
             delay_ms=None,
         )
+        repository.end_redelivery(conn, delivery["id"], keep_manual=keep)
         if result.ok:  # the schedule has nothing left to do
             jobs.end_for_task(conn, task_id, "done", kind=DELIVER_JOB)
 
     await gateway.db.run_write(write)
     return await list_deliveries(gateway, principal, task_id)
+
+
+async def _start_redelivery(gateway: GatewayState, delivery_id: str) -> None:
+    """Take the delivery's manual-redelivery place, or answer 429 with ``Retry-After``."""
+    settings = gateway.settings
+    per_minute = settings.callback_redeliver_per_minute
+    in_flight_ms = int(settings.callback_timeout_seconds * 1000)
+    wait_ms, busy = await gateway.db.run_write(
+        lambda conn: repository.start_redelivery(
+            conn,
+            delivery_id,
+            per_minute=per_minute,
+            in_flight_ms=in_flight_ms,
+            # A node that died mid-attempt leaves its mark: it lapses a little after the timeout.
+            stale_ms=in_flight_ms + 5000,
+        )
+    )
+    if wait_ms <= 0:
+        return
+    retry_after = {"Retry-After": str(max(1, math.ceil(wait_ms / 1000)))}
+    if busy:
+        raise RateLimited(
+            "A redelivery of this task's callback is already in flight", headers=retry_after
+        )
+    raise RateLimited(
+        f"At most {per_minute} redeliveries a minute of this task's callback",
+        headers=retry_after,
+    )

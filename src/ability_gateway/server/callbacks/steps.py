@@ -3,6 +3,11 @@
 Attempt n fails → the next is due ``schedule[n-1]`` later (10 s, 30 s, 1 min, 5 min,
 10 min by default: 5 retries, 6 attempts), measured from the end of the failed attempt on
 the database clock, so never early. After the last, the delivery is ``exhausted``.
+
+Deliveries have slots of their own on each runner (``GATEWAY_RUNNER_DELIVERY_CONCURRENCY``),
+apart from task steps, and at most ``GATEWAY_CALLBACK_TOKEN_CONCURRENCY`` of one token's are
+in flight at once across every node (the claim counts them by the job's ``concurrency_key``,
+the token): one tenant's slow receivers delay neither other tenants' tasks nor callbacks.
 """
 
 from __future__ import annotations
@@ -15,7 +20,18 @@ from sqlalchemy.engine import Connection
 from ability_gateway.server.callbacks import repository
 from ability_gateway.server.callbacks.repository import DELIVER_JOB
 from ability_gateway.server.callbacks.sender import attempt
-from ability_gateway.server.runner.steps import StepContext, StepResult, step
+from ability_gateway.server.config import Settings
+from ability_gateway.server.runner.steps import KindPolicy, StepContext, StepResult, step
+
+
+def claim_policies(settings: Settings) -> dict[str, KindPolicy]:
+    """How the runner claims deliveries: slots of their own, a per-token cap."""
+    return {
+        DELIVER_JOB: KindPolicy(
+            slots=settings.runner_delivery_concurrency,
+            per_key_cap=settings.callback_token_concurrency,
+        )
+    }
 
 
 def next_delay(attempts_made: int, schedule: tuple[float, ...]) -> float | None:

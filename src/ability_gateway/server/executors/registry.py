@@ -8,6 +8,7 @@ unreachable fails over to another (see tasks/steps.py).
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,8 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ability_gateway.server.config import Settings
 from ability_gateway.server.errors import BadRequest, FieldError, ServiceUnavailable
+from ability_gateway.server.executors.health import CircuitBreaker
 from ability_gateway.server.providers.coze.auth import CozeAuth, JwtAuth, TokenAuth
 from ability_gateway.server.providers.coze.client import CozeExecutor
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_EXECUTOR_ID = "default"
 
@@ -50,6 +54,7 @@ class ExecutorSpec(BaseModel):
     max_concurrency: int | None = Field(None, alias="maxConcurrency", ge=1)
     qps: float | None = Field(None, gt=0)
     allow_async: bool = Field(False, alias="allowAsync")
+    allow_internal_image_urls: bool = Field(False, alias="allowInternalImageUrls")
 
 
 class ExecutorsFile(BaseModel):
@@ -89,6 +94,14 @@ class ExecutorRegistry:
             "max_retries": settings.coze_max_retries,
             "retry_backoff": settings.coze_retry_backoff_seconds,
         }
+
+        def breaker() -> CircuitBreaker:
+            return CircuitBreaker(
+                threshold=settings.breaker_threshold,
+                cooldown=settings.breaker_open_seconds,
+                probe_timeout=settings.breaker_probe_timeout_seconds,
+            )
+
         executors: list[CozeExecutor] = []
         if settings.executors_file is not None:
             data = yaml.safe_load(settings.executors_file.read_text(encoding="utf-8"))
@@ -99,9 +112,11 @@ class ExecutorRegistry:
                         spec.base_url,
                         _auth(spec, env),
                         allow_async=spec.allow_async,
+                        allow_internal_image_urls=spec.allow_internal_image_urls,
                         weight=spec.weight,
                         max_concurrency=spec.max_concurrency,
                         qps=spec.qps,
+                        breaker=breaker(),
                         **common,
                     )
                 )
@@ -115,6 +130,8 @@ class ExecutorRegistry:
                     settings.coze_base_url,
                     settings.coze_api_token.get_secret_value(),
                     allow_async=settings.coze_allow_async,
+                    allow_internal_image_urls=settings.coze_allow_internal_image_urls,
+                    breaker=breaker(),
                     **common,
                 )
             )
@@ -134,6 +151,9 @@ class ExecutorRegistry:
         return self._executors.get(executor_id)
 
     def choose(self, executor_id: str | None) -> CozeExecutor:
+        """The executor for a new task: the one it names, or a weighted pick among those
+        whose breaker lets work through. Choosing takes no probe slot: the caller reserves
+        one (``breaker.reserve()``) only when the task is sure to call Coze."""
         if executor_id is not None:
             executor = self._executors.get(executor_id)
             if executor is None:
@@ -145,11 +165,17 @@ class ExecutorRegistry:
             raise ServiceUnavailable("No Coze executor is configured (set GATEWAY_COZE_API_TOKEN)")
         healthy = [e for e in self._executors.values() if e.breaker.available()]
         if not healthy:
+            # The reasons (base URLs, connection errors) are for operators, not callers.
             reasons = "; ".join(f"{e.id}: {e.breaker.reason}" for e in self._executors.values())
-            raise ServiceUnavailable(f"Every Coze executor is unavailable ({reasons})")
-        chosen = random.choices(healthy, weights=[e.weight for e in healthy])[0]
-        chosen.breaker.begin()  # half-open: this task is the one probe
-        return chosen
+            logger.warning("every Coze executor is unavailable: %s", reasons)
+            raise ServiceUnavailable(
+                "No Coze executor is available right now; try again shortly",
+                headers={"Retry-After": str(self._retry_after())},
+            )
+        return random.choices(healthy, weights=[e.weight for e in healthy])[0]
+
+    def _retry_after(self) -> int:
+        return max(1, min(int(e.breaker.cooldown) for e in self._executors.values()))
 
     def alternatives(self, tried: set[str]) -> list[CozeExecutor]:
         """Healthy executors not tried yet, heaviest first (for failover)."""

@@ -21,9 +21,10 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ability_gateway.server.db import Database, db_now_ms
+from ability_gateway.server.db import Database, db_now_ms, storable_text
 from ability_gateway.server.egress import EgressRefused, SafeClient, TooLarge, describe
 from ability_gateway.server.errors import BadRequest, FieldError, PayloadTooLarge
+from ability_gateway.server.media import repository
 from ability_gateway.server.media.sniff import EXTENSIONS, IMAGE_TYPES, sniff
 from ability_gateway.server.media.storage import Storage
 from ability_gateway.server.models import media
@@ -95,25 +96,42 @@ class MediaService:
         self.max_download_bytes = max_download_bytes
         self.download_timeout = download_timeout
 
-    async def store(self, data: bytes, content_type: str, source_url: str | None = None) -> str:
-        """Store ``data`` (once per distinct content) and return its public URL."""
+    async def store(
+        self,
+        data: bytes,
+        content_type: str,
+        token_id: str | None = None,
+        *,
+        source_url: str | None = None,
+    ) -> str:
+        """Store ``data`` (once per distinct content) and return its public URL.
+
+        ``token_id`` is the token that gave the bytes (an ``imageBase64``); the link is
+        recorded even when the content was already stored by someone else.
+        """
         digest = hashlib.sha256(data).hexdigest()
         async with self.db.read() as conn:
             existing = (
                 await conn.execute(select(media.c.key).where(media.c.sha256 == digest))
             ).scalar()
         if existing is not None and await self.storage.exists(existing):
-            await self.db.run_write(
-                lambda conn: conn.execute(
+
+            def touch(conn: Connection) -> None:
+                conn.execute(
                     update(media).where(media.c.key == existing).values(last_used_at=db_now_ms())
                 )
-            )
+                if token_id is not None:
+                    repository.link_token(conn, digest, token_id)
+
+            await self.db.run_write(touch)
             return await self.storage.public_url(existing)
         now = datetime.now(UTC)
         key = f"{now:%Y/%m}/{secrets.token_hex(16)}{EXTENSIONS[content_type]}"
         await self.storage.put(key, data, content_type)
 
         def record(conn: Connection) -> str:
+            if token_id is not None:
+                repository.link_token(conn, digest, token_id)
             try:
                 with conn.begin_nested():
                     conn.execute(
@@ -122,7 +140,7 @@ class MediaService:
                             sha256=digest,
                             content_type=content_type,
                             size=len(data),
-                            source_url=source_url,
+                            source_url=storable_text(source_url),
                             created_at=db_now_ms(),
                             last_used_at=db_now_ms(),
                         )

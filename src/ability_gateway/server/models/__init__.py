@@ -6,6 +6,8 @@ from ability_gateway.server.models.delivery import deliveries, delivery_attempts
 from ability_gateway.server.models.idempotency import idempotency_keys
 from ability_gateway.server.models.job import jobs
 from ability_gateway.server.models.media import media
+from ability_gateway.server.models.media_token import media_tokens
+from ability_gateway.server.models.provider_notice import provider_notices
 from ability_gateway.server.models.result_cache import result_cache
 from ability_gateway.server.models.task import tasks
 from ability_gateway.server.models.token import tokens
@@ -17,7 +19,9 @@ __all__ = [
     "idempotency_keys",
     "jobs",
     "media",
+    "media_tokens",
     "metadata",
+    "provider_notices",
     "result_cache",
     "tasks",
     "tokens",

@@ -7,6 +7,8 @@
 
 A delivery's ``id`` is its ``webhook-id``: the same on every attempt, so receivers
 can drop duplicates. ``body`` is the exact JSON that every attempt sends and signs.
+Manual redeliveries are rate-limited per delivery: ``redeliver_started_at`` marks one in
+flight, ``redeliver_window_at`` / ``redeliver_count`` count them in a one-minute window.
 """
 
 from sqlalchemy import JSON, BigInteger, Boolean, Column, Index, Integer, String, Table, Text
@@ -28,6 +30,9 @@ deliveries = Table(
     Column("last_error", Text, nullable=True),
     Column("next_attempt_at", BigInteger, nullable=True),
     Column("delivered_at", BigInteger, nullable=True),
+    Column("redeliver_started_at", BigInteger, nullable=True),
+    Column("redeliver_window_at", BigInteger, nullable=True),
+    Column("redeliver_count", Integer, nullable=False, server_default="0"),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )

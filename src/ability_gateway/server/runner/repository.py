@@ -1,7 +1,8 @@
-"""Every query on the jobs table: enqueue, claim, heartbeat, fenced finish, sweep.
+"""Every query on the jobs table but the claim: enqueue, heartbeat, fenced finish, sweep.
 
 All due-time and lease comparisons use the database clock (``db_now_ms``), so
 nodes with skewed clocks agree. Writes are sync functions for ``Database.run_write``.
+The claim statement, with its per-kind policies, is in ``claim.py``.
 """
 
 from __future__ import annotations
@@ -79,10 +80,17 @@ def insert_job(
     payload: dict[str, Any],
     delay_ms: int = 0,
     lease: tuple[str, str, int] | None = None,
+    concurrency_key: str | None = None,
 ) -> int:
     """Enqueue a job due after ``delay_ms``. With ``lease`` = (owner, token, ttl_ms) the job is
-    created already claimed by that owner: the request handler that runs its first step."""
-    values: dict[str, Any] = {"kind": kind, "task_id": task_id, "payload": payload}
+    created already claimed by that owner: the request handler that runs its first step.
+    ``concurrency_key``: what the kind's key cap counts the job under (e.g. its token)."""
+    values: dict[str, Any] = {
+        "kind": kind,
+        "task_id": task_id,
+        "payload": payload,
+        "concurrency_key": concurrency_key,
+    }
     if lease is None:
         result = conn.execute(_INSERT_QUEUED, {**values, "b_delay": delay_ms})
     else:
@@ -90,45 +98,6 @@ def insert_job(
         values.update(lease_owner=owner, lease_token=token, b_ttl=ttl_ms)
         result = conn.execute(_INSERT_LEASED, values)
     return int(result.scalar_one())
-
-
-def claim(conn: Connection, owner: str, token: str, ttl_ms: int, limit: int) -> list[Lease]:
-    """Lease up to ``limit`` due jobs (one statement; SKIP LOCKED where the database has it)."""
-    # A materialized CTE picks the rows once (a correlated re-scan of a LIMIT … SKIP LOCKED
-    # subquery could otherwise claim more than ``limit`` on PostgreSQL).
-    due = (
-        select(jobs.c.id)
-        .where(jobs.c.state == "queued", jobs.c.next_run_at <= db_now_ms())
-        .order_by(jobs.c.next_run_at, jobs.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .cte("due")
-        .prefix_with("MATERIALIZED")
-    )
-    rows = conn.execute(
-        update(jobs)
-        .where(jobs.c.id.in_(select(due.c.id)), jobs.c.state == "queued")
-        .values(
-            state="running",
-            lease_owner=owner,
-            lease_token=token,
-            lease_expires_at=db_now_ms() + ttl_ms,
-            claimed_at=db_now_ms(),
-            steps=jobs.c.steps + 1,
-            updated_at=db_now_ms(),
-        )
-        .returning(
-            jobs.c.id,
-            jobs.c.kind,
-            jobs.c.task_id,
-            jobs.c.payload,
-            jobs.c.steps,
-            jobs.c.crash_count,
-        )
-    ).all()
-    return [
-        Lease(r.id, r.kind, r.task_id, r.payload or {}, token, r.steps, r.crash_count) for r in rows
-    ]
 
 
 _HEARTBEAT = (

@@ -1,7 +1,9 @@
 """The runner: claims due jobs, runs their steps under a lease, sweeps up after crashes.
 
 One runs inside every ``serve`` process (and alone as ``ability-gateway worker``).
-Each loop turn claims at most as many due jobs as it has free slots, runs each
+Slots come in budgets: a shared one, and one of its own for each kind whose policy asks
+for it (callback deliveries), so slow jobs of one kind cannot take every slot. Each loop
+turn claims, in one statement, at most as many due jobs per budget as it has free, runs each
 step as an asyncio task with a heartbeat that renews its lease every third of
 the lease time, and ends it with a fenced write. A heartbeat that finds the lease
 gone (the job was canceled, or the lease expired and another runner took it)
@@ -17,14 +19,19 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
+from ability_gateway.server.errors import DatabaseUnavailable
 from ability_gateway.server.runner import repository
+from ability_gateway.server.runner.claim import ClaimSlice, claim_slices
 from ability_gateway.server.runner.repository import Lease
 from ability_gateway.server.runner.steps import (
+    KindPolicy,
     StepContext,
     StepResult,
     crash_handler_for,
@@ -41,6 +48,39 @@ def runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+@dataclass(slots=True)
+class _Budget:
+    """Slots for the steps of some kinds: ``kinds`` (or, shared, every kind but those)."""
+
+    kinds: tuple[str, ...]
+    shared: bool
+    slots: int
+    key_caps: tuple[tuple[str, int], ...]
+    running: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def slice(self) -> ClaimSlice | None:
+        """What to claim for the free slots (None: none free)."""
+        free = self.slots - len(self.running)
+        if free <= 0:
+            return None
+        return ClaimSlice(self.kinds, self.shared, free, self.key_caps)
+
+
+def _budgets(concurrency: int, policies: Mapping[str, KindPolicy]) -> list[_Budget]:
+    """The shared budget first, then one per kind with slots of its own."""
+    own = sorted(kind for kind, policy in policies.items() if policy.slots is not None)
+    caps = {kind: p.per_key_cap for kind, p in policies.items() if p.per_key_cap is not None}
+    shared = tuple((kind, cap) for kind, cap in sorted(caps.items()) if kind not in own)
+    budgets = [_Budget(tuple(own), True, concurrency, shared)]
+    for kind in own:
+        slots = policies[kind].slots
+        assert slots is not None
+        budgets.append(
+            _Budget((kind,), False, slots, ((kind, caps[kind]),) if kind in caps else ())
+        )
+    return budgets
+
+
 class Runner:
     def __init__(
         self,
@@ -51,6 +91,7 @@ class Runner:
         lease_seconds: float,
         sweep_seconds: float,
         max_crashes: int,
+        policies: Mapping[str, KindPolicy] | None = None,
     ) -> None:
         self.gateway = gateway
         self.owner = runner_id()
@@ -62,6 +103,8 @@ class Runner:
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._budgets = _budgets(concurrency, policies or {})
+        self._budget_of = {kind: b for b in self._budgets[1:] for kind in b.kinds}
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -70,7 +113,13 @@ class Runner:
             asyncio.create_task(self._claim_loop(), name="runner-claim"),
             asyncio.create_task(self._sweep_loop(), name="runner-sweep"),
         ]
-        logger.info("runner %s started (%d slots)", self.owner, self.concurrency)
+        logger.info(
+            "runner %s started (%s slots)",
+            self.owner,
+            " + ".join(
+                f"{b.slots}" if b.shared else f"{b.slots} for {b.kinds[0]}" for b in self._budgets
+            ),
+        )
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop claiming; let running steps finish for ``grace_seconds``, then cancel them
@@ -144,6 +193,8 @@ class Runner:
             committed = await self.gateway.db.run_write(
                 lambda conn: self._finish(conn, lease, result)
             )
+        except DatabaseUnavailable:
+            committed = await self._finish_when_back(lease, result)
         except Exception as exc:
             # The step's own writes failed (a bug, or data the database refuses): record that
             # instead, so the job is retried and, after max_crashes, its task fails visibly.
@@ -161,6 +212,22 @@ class Runner:
             self.wake_at(result.delay_s)
         return result
 
+    async def _finish_when_back(self, lease: Lease, result: StepResult) -> bool:
+        """The database went away as the step ended (an outage, logged once by it): keep
+        trying to record the result for a lease's time (the write is fenced), then drop it
+        (the job runs again once its lease has expired)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.lease_ms / 1000
+        while loop.time() < give_up:
+            await asyncio.sleep(self.gateway.db.retry_pause(self.poll_seconds))
+            try:
+                return await self.gateway.db.run_write(
+                    lambda conn: self._finish(conn, lease, result)
+                )
+            except DatabaseUnavailable:
+                continue
+        return False
+
     async def _call(self, fn: Any, lease: Lease, preloaded: Any) -> StepResult:
         if fn is None:
             return StepResult("failed", error=f"no step registered for job kind {lease.kind!r}")
@@ -169,6 +236,9 @@ class Runner:
             return result
         except asyncio.CancelledError:
             raise
+        except DatabaseUnavailable:
+            # Not the step's fault: run it again soon, without counting a crash.
+            return StepResult("queued", delay_s=1.0, error="the database was unavailable")
         except Exception as exc:
             logger.exception("job %s (%s): step raised", lease.id, lease.kind)
             return self._crash_result(lease, f"{type(exc).__name__}: {exc}")
@@ -212,13 +282,14 @@ class Runner:
                 alive = await self.gateway.db.run_write(
                     lambda conn: repository.heartbeat(conn, lease.id, lease.token, self.lease_ms)
                 )
-            except Exception:
+            except Exception as exc:
                 if loop.time() - renewed >= self.lease_ms / 1000:
                     # The lease has run out: another runner may take the job; stop ours.
                     logger.error("job %s: lease expired while heartbeats failed", lease.id)
                     step_task.cancel()
                     return False
-                logger.warning("job %s: heartbeat failed; retrying", lease.id, exc_info=True)
+                if not isinstance(exc, DatabaseUnavailable):  # an outage is logged once
+                    logger.warning("job %s: heartbeat failed; retrying", lease.id, exc_info=True)
                 await asyncio.sleep(min(interval, 1.0))
                 continue
             renewed = loop.time()
@@ -237,34 +308,45 @@ class Runner:
 
     async def _claim_loop(self) -> None:
         while True:
-            free = self.concurrency - len(self._running)
-            if free > 0:
+            wanted = [(b, part) for b in self._budgets if (part := b.slice()) is not None]
+            if wanted:
                 token = self.new_token()
+                held_back = 0
                 try:
-                    leases = await self.gateway.db.run_write(
+                    claimed = await self.gateway.db.run_write(
                         partial(
-                            repository.claim,
+                            claim_slices,
                             owner=self.owner,
                             token=token,
                             ttl_ms=self.lease_ms,
-                            limit=free,
+                            slices=[part for _, part in wanted],
                         )
                     )
+                    leases, held_back = claimed.leases, claimed.held_back
+                    if claimed.contended:  # another node was claiming capped kinds
+                        self.wake_at(0.02)
+                except DatabaseUnavailable:
+                    # An outage: the database logs it once; look again less and less often.
+                    await asyncio.sleep(self.gateway.db.retry_pause(self.poll_seconds))
+                    continue
                 except Exception:
                     logger.exception("claiming jobs failed; retrying")
                     leases = []
                 for lease in leases:
+                    budget = self._budget_of.get(lease.kind, self._budgets[0])
                     task = asyncio.create_task(self.run_leased(lease), name=f"job-{lease.id}")
                     self._running.add(task)
-                    task.add_done_callback(self._step_done)
-                if len(leases) == free:
+                    budget.running.add(task)
+                    task.add_done_callback(partial(self._step_done, budget))
+                if held_back or any(b.slice() is None for b, _ in wanted):
                     continue  # there may be more due right now
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
 
-    def _step_done(self, task: asyncio.Task[Any]) -> None:
+    def _step_done(self, budget: _Budget, task: asyncio.Task[Any]) -> None:
         self._running.discard(task)
+        budget.running.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("job step failed outside its step", exc_info=task.exception())
         self.wake()  # a slot is free
@@ -277,6 +359,8 @@ class Runner:
                     self.gateway.task_events.notify(task_id)
                 if swept:
                     self.wake()
+            except DatabaseUnavailable:
+                pass  # an outage, logged once by the database
             except Exception:
                 logger.exception("sweeping expired leases failed; retrying")
             await asyncio.sleep(self.sweep_seconds)

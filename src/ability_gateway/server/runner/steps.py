@@ -39,6 +39,20 @@ class StepResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class KindPolicy:
+    """How the runner claims jobs of one kind (supplied by the kind's domain at start-up).
+
+    ``slots``: a slot budget of the kind's own on each runner, apart from the shared one
+    (None: the kind shares it). ``per_key_cap``: at most this many jobs of the kind with the
+    same ``concurrency_key`` (set at enqueue) run at once, on every node together; the claim
+    statement itself passes over a key at its cap.
+    """
+
+    slots: int | None = None
+    per_key_cap: int | None = None
+
+
 StepFn = Callable[[StepContext], Awaitable[StepResult]]
 # Called in the sweeper's transaction when a job of the kind crashed its runner too often:
 # (connection, task id, job payload, reason). It makes the failure visible.

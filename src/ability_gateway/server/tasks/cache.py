@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ability_gateway.server.abilities.catalog import AbilityDefinition
 from ability_gateway.server.db import Database, db_now_ms
-from ability_gateway.server.models import call_logs, result_cache
+from ability_gateway.server.models import call_logs, result_cache, tasks
 
 
 def cache_key(ability: AbilityDefinition, parameters: dict[str, Any]) -> str:
@@ -29,16 +30,31 @@ def cache_key(ability: AbilityDefinition, parameters: dict[str, Any]) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-async def lookup(db: Database, key: str) -> dict[str, Any] | None:
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A cached result and who it was made for."""
+
+    payload: dict[str, Any]
+    token_id: str | None  # the token of the task that produced it (None once it is gone)
+
+    @property
+    def executor_id(self) -> str | None:
+        value = (self.payload.get("metadata") or {}).get("executorId")
+        return str(value) if value else None
+
+
+async def lookup(db: Database, key: str) -> Hit | None:
     async with db.read() as conn:
         row = (
             await conn.execute(
-                select(result_cache.c.result_payload).where(
-                    result_cache.c.key == key, result_cache.c.expires_at > db_now_ms()
+                select(result_cache.c.result_payload, tasks.c.token_id)
+                .select_from(
+                    result_cache.outerjoin(tasks, tasks.c.id == result_cache.c.source_task_id)
                 )
+                .where(result_cache.c.key == key, result_cache.c.expires_at > db_now_ms())
             )
         ).first()
-    return None if row is None else dict(row[0])
+    return None if row is None else Hit(dict(row[0]), row[1])
 
 
 def store(
@@ -81,13 +97,27 @@ def record_hit(
     return int(result.scalar_one())
 
 
-def reuse(payload: dict[str, Any], task_id: str, client: dict[str, Any] | None) -> dict[str, Any]:
-    """A cached result as the result of a new task: its own id and the caller's metadata."""
-    metadata = {k: v for k, v in (payload.get("metadata") or {}).items() if k != "client"}
+# What identifies the upstream run that made a result: another token's hit gets none of it.
+UPSTREAM_METADATA = ("executeId", "debugUrl", "usage", "executorId", "warnings")
+
+
+def reuse(hit: Hit, task_id: str, client: dict[str, Any] | None, token_id: str) -> dict[str, Any]:
+    """A cached result as the result of a new task: its own id and the caller's metadata.
+
+    Served to the token whose task made it, it keeps that run's identifiers (the
+    ``executeId``, ``debugUrl``, ``usage`` and raw answer are its own); served to another
+    token, only the result itself.
+    """
+    own = hit.token_id == token_id
+    metadata = {
+        k: v
+        for k, v in (hit.payload.get("metadata") or {}).items()
+        if k != "client" and (own or k not in UPSTREAM_METADATA)
+    }
     metadata.update(taskId=task_id, cached=True)
     if client is not None:
         metadata["client"] = client
-    return {**payload, "metadata": metadata}
+    return {**hit.payload, "metadata": metadata, "raw": hit.payload.get("raw", {}) if own else {}}
 
 
 class Flights:
@@ -111,4 +141,4 @@ class Flights:
             flight.set_result(None)
 
 
-__all__ = ["Flights", "RowMapping", "cache_key", "lookup", "record_hit", "reuse", "store"]
+__all__ = ["Flights", "Hit", "RowMapping", "cache_key", "lookup", "record_hit", "reuse", "store"]

@@ -12,7 +12,7 @@ from sqlalchemy import RowMapping, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ability_gateway.server.db import db_now_ms
+from ability_gateway.server.db import db_now_ms, storable_text
 from ability_gateway.server.models import call_logs, deliveries, tasks
 from ability_gateway.server.providers.coze.client import CozeCall
 from ability_gateway.server.tasks.schemas import TERMINAL_STATUSES
@@ -61,11 +61,6 @@ _VIEW = select(
 ).select_from(tasks.outerjoin(deliveries, deliveries.c.task_id == tasks.c.id))
 
 
-def _text(value: str | None) -> str | None:
-    """Text for a column: PostgreSQL refuses NUL characters (Coze's answers are untrusted)."""
-    return None if value is None else value.replace("\x00", "\\u0000")
-
-
 def insert_task(conn: Connection, values: dict[str, Any], timeout_ms: int) -> None:
     conn.execute(_INSERT_TASK, {**values, "b_timeout_ms": timeout_ms})
 
@@ -108,12 +103,12 @@ def insert_call_logs(
                 "request_body": call.request_body,
                 "http_status": call.http_status,
                 "coze_code": call.code,
-                "coze_message": call.message,
-                "coze_logid": call.logid,
-                "execute_id": call.execute_id,
-                "debug_url": call.debug_url,
-                "response_body": _text(call.response_text),
-                "error": _text(call.error),
+                "coze_message": storable_text(call.message),
+                "coze_logid": storable_text(call.logid),
+                "execute_id": storable_text(call.execute_id),
+                "debug_url": storable_text(call.debug_url),
+                "response_body": storable_text(call.response_text),
+                "error": storable_text(call.error),
                 "duration_ms": call.duration_ms,
             },
         )
@@ -138,7 +133,7 @@ def finish_task(
         {
             "b_task_id": task_id,
             "b_log_id": log_id,
-            "b_execute_id": execute_id,
+            "b_execute_id": storable_text(execute_id),
             "status": status,
             "result_payload": result_payload,
             "error_payload": error_payload,
@@ -174,8 +169,8 @@ def mark_running(
         {
             "b_task_id": task_id,
             "b_log_id": log_id,
-            "b_execute_id": execute_id,
-            "b_external_id": external_id,
+            "b_execute_id": storable_text(execute_id),
+            "b_external_id": storable_text(external_id),
         },
     )
     return bool(result.rowcount)

@@ -76,11 +76,28 @@ class TaskList(BaseModel):
     nextCursor: str | None
 
 
+class FieldProblem(BaseModel):
+    field: str = Field(description="Where: `inputs.url`, `callbackUrl`, `body`, …")
+    problem: str
+
+
 class ErrorBody(BaseModel):
     """The one error body of every failure."""
 
     model_config = ConfigDict(extra="allow")
 
-    code: int
+    code: int = Field(
+        description="The HTTP status for the gateway's own errors; Coze's code (e.g. "
+        "720701013) when a workflow failed."
+    )
     message: str
-    requestId: str
+    requestId: str = Field(description="This request's X-Request-ID: quote it to the admins.")
+    errors: list[FieldProblem] | None = Field(
+        None, description="Bad input (400): one entry per field, all at once."
+    )
+    taskId: str | None = Field(None, description="The task the error is about, when there is one.")
+    status: TaskStatus | None = Field(None, description="That task's status.")
+    logId: int | None = Field(
+        None, description="The call log row of the upstream call (admins look it up)."
+    )
+    debugUrl: str | None = Field(None, description="Coze's debug URL of the failed run.")

@@ -29,7 +29,11 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from ability_gateway.server.abilities.catalog import AbilityDefinition
-from ability_gateway.server.abilities.validation import build_parameters, is_http_url
+from ability_gateway.server.abilities.validation import (
+    build_parameters,
+    check_image_urls,
+    is_http_url,
+)
 from ability_gateway.server.auth.limits import RateLimited
 from ability_gateway.server.auth.service import Principal
 from ability_gateway.server.db import db_now_ms
@@ -45,6 +49,7 @@ from ability_gateway.server.errors import (
     shorten,
 )
 from ability_gateway.server.ids import new_id
+from ability_gateway.server.media.images import verify_image
 from ability_gateway.server.media.service import decode_data_url
 from ability_gateway.server.models import idempotency_keys, tasks
 from ability_gateway.server.providers.coze.client import CozeExecutor
@@ -169,15 +174,28 @@ def _check_metadata(body: InvokeRequest, errors: list[FieldError]) -> None:
         errors.append(FieldError("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON"))
 
 
-_PENDING_IMAGE = "https://pending.invalid/image"
+@dataclass(frozen=True, slots=True)
+class PendingImage:
+    """An ``imageBase64`` input, checked but not stored yet: it is stored only once every
+    check has passed and the task is sure to run (not a replay, not a cache hit)."""
+
+    field: str
+    data: bytes
+    kind: str
+
+    @property
+    def placeholder(self) -> str:
+        # Stands in for the stored URL in the parameters until then; the same bytes give
+        # the same placeholder, so the result cache keys on the content.
+        return f"https://pending.invalid/sha256/{hashlib.sha256(self.data).hexdigest()}"
 
 
 async def _parameters(
     gateway: GatewayState, ability: AbilityDefinition, body: InvokeRequest
-) -> dict[str, Any]:
-    """The workflow's parameters; an ``imageBase64`` is stored first and passed by its URL."""
+) -> tuple[dict[str, Any], PendingImage | None]:
+    """The workflow's parameters, checked; an ``imageBase64`` comes back to be stored later."""
     if body.imageBase64 is None:
-        return build_parameters(ability, body.inputs, body.imageUrl)
+        return build_parameters(ability, body.inputs, body.imageUrl), None
     field = ability.image_field
     if body.imageUrl is not None:
         raise BadRequest(
@@ -198,11 +216,13 @@ async def _parameters(
                 )
             ],
         )
-    data, kind = decode_data_url(body.imageBase64, gateway.settings.max_image_bytes)
-    # Validate the other inputs before anything is stored.
-    parameters = build_parameters(ability, body.inputs, _PENDING_IMAGE)
-    parameters[field] = await gateway.media.store(data, kind)
-    return parameters
+    settings = gateway.settings
+    data, kind = decode_data_url(body.imageBase64, settings.max_image_bytes)
+    image = PendingImage(field, data, kind)
+    parameters = build_parameters(ability, body.inputs, image.placeholder)
+    # Decoded, not only sniffed (magic bytes then junk is not an image); off the event loop.
+    await asyncio.to_thread(verify_image, data, kind, settings.max_image_pixels)
+    return parameters, image
 
 
 def iso_time(ms: int) -> str:
@@ -288,16 +308,33 @@ async def invoke(
     request_id: str,
     options: InvokeOptions,
 ) -> InvokeAnswer:
+    """Checks first, then what may answer without calling Coze (a replay, a cache hit),
+    then a new task. Nothing is stored and no probe slot is taken before that point."""
     ability = get_ability(gateway, ability_id)
     errors: list[FieldError] = []
     _check_callback(body, errors, gateway.settings.egress_networks)
     _check_metadata(body, errors)
     if errors:
         raise BadRequest("The request is invalid", errors)
-    parameters = await _parameters(gateway, ability, body)
     if ability.status != "active":
         raise BadRequest(f"Ability {ability.id!r} is {ability.status}")
-    executor = gateway.executors.choose(body.executorId)
+    parameters, image = await _parameters(gateway, ability, body)
+    # A named executor is checked now (unknown → 400); a weighted choice waits until a
+    # task will really call Coze, so a cache hit is served while every executor is down.
+    named = gateway.executors.choose(body.executorId) if body.executorId is not None else None
+    # Caller's image URLs: the egress policy, unless every executor the task may get reads
+    # internal URLs by design (a self-hosted Coze: `allowInternalImageUrls`).
+    may_use = [named] if named else gateway.executors.all()
+    internal = bool(may_use) and all(e.allow_internal_image_urls for e in may_use)
+    allow = gateway.settings.egress_networks
+    check_image_urls(ability, body.inputs, body.imageUrl, allow, internal_allowed=internal)
+
+    if options.idempotency_key is not None and await _key_exists(
+        gateway, principal, options.idempotency_key
+    ):
+        # "This exact task again": the replay comes first, before any cache or limit.
+        digest = request_hash(ability.id, body)
+        return await _replay(gateway, principal, ability, options.idempotency_key, digest, options)
     if principal.max_concurrent_tasks:
         async with gateway.db.read() as conn:
             active = await repository.count_active(conn, principal.token_id)
@@ -311,12 +348,6 @@ async def invoke(
     inline = ability.mode == "sync" and not options.respond_async
     key = cache.cache_key(ability, parameters) if ability.cache and inline else None
     leading = False
-    if options.idempotency_key is not None and await _key_exists(
-        gateway, principal, options.idempotency_key
-    ):
-        # "This exact task again": the replay comes first, before any cache.
-        digest = request_hash(ability.id, body)
-        return await _replay(gateway, principal, ability, options.idempotency_key, digest, options)
     if key is not None and not options.no_cache:
         hit = await cache.lookup(gateway.db, key)
         if hit is None:
@@ -339,9 +370,21 @@ async def invoke(
                     gateway, principal, ability, options.idempotency_key, digest, options
                 )
     try:
-        answer = await _invoke(
-            gateway, principal, ability, body, request_id, options, parameters, executor, key
-        )
+        executor = named or gateway.executors.choose(None)
+        # Half-open: this task's call is the one probe. The call's outcome frees the slot;
+        # a failure before it gives the slot back; a task that never calls (canceled while
+        # queued, a lost race to an Idempotency-Key) leaves it to expire.
+        probe = executor.breaker.reserve()
+        try:
+            if image is not None:
+                stored = await gateway.media.store(image.data, image.kind, principal.token_id)
+                parameters[image.field] = stored
+            answer = await _invoke(
+                gateway, principal, ability, body, request_id, options, parameters, executor, key
+            )
+        except BaseException:
+            executor.breaker.release(probe)
+            raise
     finally:
         if leading and key is not None:
             gateway.flights.land(key)
@@ -369,14 +412,14 @@ async def _answer_from_cache(
     ability: AbilityDefinition,
     body: InvokeRequest,
     request_id: str,
-    hit: dict[str, Any],
+    hit: cache.Hit,
     idempotency_key: str | None = None,
 ) -> InvokeAnswer:
     """A new task, finished at once with the cached result (its own id, log row, callback)."""
     digest = request_hash(ability.id, body) if idempotency_key else None
-    executor = gateway.executors.choose(body.executorId)
     task_id = new_id("task")
-    payload = cache.reuse(hit, task_id, body.metadata)
+    payload = cache.reuse(hit, task_id, body.metadata, principal.token_id)
+    executor_id = body.executorId or hit.executor_id or "cache"
     owner, _ = gateway.runner.lease
 
     def write(conn: Connection) -> dict[str, Any]:
@@ -386,7 +429,7 @@ async def _answer_from_cache(
                 "id": task_id,
                 "token_id": principal.token_id,
                 "ability_id": ability.id,
-                "executor_id": executor.id,
+                "executor_id": executor_id,
                 "status": "running",
                 "request_id": request_id,
                 "inputs": {},
@@ -406,7 +449,7 @@ async def _answer_from_cache(
                     created_at=db_now_ms(),
                 )
             )
-        log_id = cache.record_hit(conn, task_id, executor.id, ability.workflow_id, owner)
+        log_id = cache.record_hit(conn, task_id, executor_id, ability.workflow_id, owner)
         row = terminal.finish(
             conn, task_id, status="succeeded", log_id=log_id, result_payload=payload
         )

@@ -409,11 +409,18 @@ async def _start(
     # The account could not be reached: try another healthy one (the call logs name each).
     tried = {executor.id}
     while outcome.kind == "transport_error" and loop.time() < deadline:
-        alternatives = gateway.executors.alternatives(tried)
+        alternatives = [
+            other
+            for other in gateway.executors.alternatives(tried)
+            # A self-hosted Coze's task may carry internal image URLs that no other kind
+            # of account may be handed (they passed the egress policy only for it).
+            if other.allow_internal_image_urls or not executor.allow_internal_image_urls
+        ]
         if not alternatives:
             break
         other = alternatives[0]
         tried.add(other.id)
+        other.breaker.reserve()  # half-open: this call is its probe (its outcome frees it)
         retried = await other.run_workflow(ability.workflow_id, task.inputs, deadline=deadline)
         retried.calls = outcome.calls + retried.calls
         outcome = retried

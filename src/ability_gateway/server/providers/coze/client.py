@@ -87,9 +87,11 @@ class CozeExecutor:
         max_retries: int = 2,
         retry_backoff: float = 0.5,
         allow_async: bool = False,
+        allow_internal_image_urls: bool = False,
         weight: float = 1.0,
         max_concurrency: int | None = None,
         qps: float | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.id = executor_id
         self.auth: CozeAuth = TokenAuth(token) if isinstance(token, str) else token
@@ -97,12 +99,15 @@ class CozeExecutor:
         # Unfinished Coze calls at once across every node (counted in the jobs table).
         self.max_concurrency = max_concurrency
         self.qps = qps
-        self.breaker = CircuitBreaker()
+        self.breaker = breaker or CircuitBreaker()
         self.in_flight = 0  # calls from this node right now
         # Set by the registry: a shared limiter (memory, or Redis across nodes) for `qps`.
         self.pacer: Callable[[], Awaitable[bool]] | None = None
         # Whether this account's plan allows `is_async` runs (Coze answers 6003 otherwise).
         self.allow_async = allow_async
+        # A self-hosted Coze meant to read internal image URLs: the egress policy does not
+        # apply to the image URLs given to this executor (abilities/validation.py).
+        self.allow_internal_image_urls = allow_internal_image_urls
         self.base_url = base_url.rstrip("/")
         self._headers = {"Content-Type": "application/json", "User-Agent": "ability-gateway"}
         self._max_connections = max_connections
@@ -209,6 +214,10 @@ class CozeExecutor:
         self.in_flight += 1
         try:
             call, kind, retry = await self._exchange(method, path, body, timeout, call, started)
+        except BaseException:
+            # Canceled mid-call: no outcome to record, but a probe slot must not be kept.
+            self.breaker.record_nothing()
+            raise
         finally:
             self.in_flight -= 1
         healthy = kind == "succeeded" or (
