@@ -109,3 +109,15 @@ async def test_database_clock_is_epoch_milliseconds(db: Database) -> None:
     async with db.read() as conn:
         now = (await conn.execute(db_now_ms().select())).scalar_one()
     assert abs(now - time.time() * 1000) < 5_000
+
+
+def test_an_os_error_raised_inside_a_unit_of_work_is_not_a_database_outage() -> None:
+    from ability_gateway.server.db import is_unavailable
+    from ability_gateway.server.egress import EgressRefused
+
+    assert not is_unavailable(EgressRefused("refused: not a public address"))
+    # asyncpg raises the builtin socket errors from connect: those still count…
+    assert is_unavailable(ConnectionRefusedError(111, "Connect call failed"))
+    import aiohttp
+
+    assert not is_unavailable(aiohttp.ClientOSError(111, "Connect call failed"))  # …not aiohttp's

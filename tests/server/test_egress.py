@@ -95,7 +95,7 @@ def test_literal_forms_are_recognised(host: str, address: str | None) -> None:
             "points at a private, loopback or otherwise non-public address",
         ),
         ("ftp://example.com/cb", "must be an http(s) URL"),
-        ("http://user:pw@example.com/cb", "must not carry credentials (use callbackHeaders)"),
+        ("http://user:pw@example.com/cb", "must not carry credentials"),
         ("https://example.com/cb", None),
         # Hosts that IDNA normalisation turns into 127.0.0.1 (never resolved by aiohttp).
         (
@@ -334,3 +334,11 @@ async def test_a_media_warning_for_a_refused_output_names_no_address(live: LiveF
     source = body["images"][0]["sourceUrl"]
     assert source.startswith(public)
     assert body["metadata"]["warnings"] == [f"{source}: refused: not a public address"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://169.254.169.254%2e/cb", "http://%31%32%37.0.0.1/cb", "http://loc%61lhost/cb"],
+)
+def test_a_percent_escaped_callback_host_is_refused_at_accept(url: str) -> None:
+    assert url_problem(url) == "is not a valid URL"

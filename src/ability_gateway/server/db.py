@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 import orjson
 from sqlalchemy import BigInteger, Engine, create_engine, event
 from sqlalchemy.engine import Connection, Dialect, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.ext.compiler import compiles
@@ -101,13 +101,22 @@ def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` says the database cannot be reached now, as opposed to a statement or
     its data being wrong (those stay errors: a 500 is a bug to fix, a 503 is a retry)."""
     current: BaseException | None = exc
+    wrapped = False  # seen through a SQLAlchemy error: its causes are the driver's
     for _ in range(8):  # the wrapped driver error and its causes, not unrelated contexts
         if current is None:
             return False
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True  # the connection broke mid-statement
-        if isinstance(current, PoolTimeout | OSError):
-            return True  # no connection within the pool timeout; refused, reset, timed out
+        if isinstance(current, PoolTimeout):
+            return True  # no connection within the pool timeout
+        # Refused, reset, timed out — when it is the driver's socket error (asyncpg raises
+        # the builtin ones from connect), not any OSError raised inside a unit of work (an
+        # egress refusal or an aiohttp error there is not the database's).
+        if isinstance(current, OSError) and (
+            wrapped or type(current).__module__ in ("builtins", "socket")
+        ):
+            return True
+        wrapped = wrapped or isinstance(current, SQLAlchemyError)
         sqlstate = getattr(current, "sqlstate", None)
         if isinstance(sqlstate, str) and (sqlstate.startswith("08") or sqlstate in _PG_UNAVAILABLE):
             return True

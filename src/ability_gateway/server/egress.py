@@ -91,6 +91,11 @@ def url_host(url: str) -> str | None:
         host = yarl.URL(url).raw_host or urlsplit(url).hostname
     except ValueError:
         return None
+    # A percent-escape or a backslash in a name or IPv4 host is read differently by other
+    # parsers (a WHATWG parser decodes `169.254.169.254%2e`): such a host is not a host here.
+    # (An IPv6 literal's `%25` zone is judged by the address: link-local, so refused.)
+    if host and ("\\" in host or ("%" in host and ":" not in host)):
+        return None
     return normalise_host(host) if host else None
 
 
@@ -114,8 +119,8 @@ def url_problem(url: str, allow: Iterable[Network] = ()) -> str | None:
         return "is not a valid URL"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an http(s) URL"
-    if parts.username or parts.password:
-        return "must not carry credentials (use callbackHeaders)"
+    if parts.username or parts.password or "@" in parts.netloc or "\\" in parts.netloc:
+        return "must not carry credentials"
     if port == 0:
         return "has an invalid port"
     host = url_host(url)

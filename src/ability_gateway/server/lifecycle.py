@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -103,4 +104,8 @@ async def gateway_state(
         await executors.close()
         await state.callback_client.close()
         await state.media.client.close()
-        await db.dispose()
+        try:
+            # Bounded too: closing a pooled connection waits on the server's answer.
+            await asyncio.wait_for(db.dispose(), timeout=10)
+        except TimeoutError:
+            logger.warning("closing the database connections took over 10 s; left to exit")

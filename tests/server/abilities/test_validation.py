@@ -211,3 +211,20 @@ def test_an_executor_meant_to_read_internal_urls_takes_them() -> None:
 def test_public_image_urls_pass() -> None:
     assert image_problems("ability_coze_prompt_extract", {"url": IMG}) == []
     assert image_problems("ability_coze_prompt_extract", {}, "https://8.8.8.8/a.png") == []
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        # Other parsers (WHATWG, Go) decode a percent-escaped host: 169.254.169.254.
+        ("http://169.254.169.254%2e/latest/meta-data/", "is not a valid URL"),
+        ("http://%31%32%37.0.0.1/a.png", "is not a valid URL"),
+        ("http://loc%61lhost/a.png", "is not a valid URL"),
+        # Userinfo is where parsers disagree most: never taken.
+        ("http://127.0.0.1:80@img.example.org/a.png", "must not carry credentials"),
+        ("http://user:pw@img.example.org/a.png", "must not carry credentials"),
+        ("http://img.example.org\\@127.0.0.1/a.png", "must not carry credentials"),
+    ],
+)
+def test_an_image_url_spelled_to_confuse_parsers_is_refused(url: str, problem: str) -> None:
+    assert image_problems("ability_coze_prompt_extract", {"url": url}) == [("inputs.url", problem)]

@@ -96,11 +96,28 @@ def test_a_probe_that_never_ends_expires() -> None:
     assert breaker.reserve() is not None
 
 
-def test_a_call_canceled_mid_way_frees_the_probe_and_keeps_the_state() -> None:
+def test_a_call_in_progress_holds_a_half_open_breaker_until_it_ends() -> None:
     clock = Clock()
     breaker = opened(clock)
     clock.now += 30
-    breaker.reserve()
-    breaker.record_nothing()
+    breaker.call_started()  # e.g. a queued task's call, made by the runner: no reservation
+    assert not breaker.available()
+    assert breaker.reserve() is None
+    clock.now += 100  # however long it takes
+    assert not breaker.available()
+    breaker.call_ended()  # canceled: no outcome, the state stays
     assert breaker.state == "half_open"
     assert breaker.available()
+
+
+def test_a_reservation_given_back_after_its_call_started_keeps_the_call_counted() -> None:
+    clock = Clock()
+    breaker = opened(clock)
+    clock.now += 30
+    probe = breaker.reserve()
+    breaker.call_started()
+    breaker.release(probe)  # the task answered 202 while its call goes on
+    assert not breaker.available()
+    breaker.record(True)
+    breaker.call_ended()
+    assert breaker.state == "closed"

@@ -67,3 +67,29 @@ def test_a_small_file_claiming_a_huge_canvas_is_refused_before_decoding() -> Non
 def test_bytes_of_another_format_than_sniffed_are_refused() -> None:
     with pytest.raises(BadRequest):
         verify_image(png(8, 8), "image/jpeg", 10_000)
+
+
+def jpeg(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 200, 30)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def image_of(kind: str) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 20, 30)).save(out, kind)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "kind"),
+    [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("GIF", "image/gif"), ("WEBP", "image/webp")],
+)
+def test_a_valid_image_followed_by_a_hidden_file_is_refused(fmt: str, kind: str) -> None:
+    whole = image_of(fmt)
+    assert verify_image(whole, kind, 10_000) == (16, 16)
+    with pytest.raises(BadRequest) as caught:
+        verify_image(whole + bytes(range(256)) * 256, kind, 10_000)
+    assert caught.value.extra["errors"] == [
+        {"field": "imageBase64", "problem": "has bytes after the end of the image"}
+    ]

@@ -4,6 +4,7 @@ and the token that stored it is recorded (media rows are shared by content)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 
 from sqlalchemy import func, select
@@ -97,7 +98,8 @@ async def test_every_token_that_stores_the_same_image_is_linked_to_it(live: Live
     async with live() as gw:
         one = await create_token(gw.state.db, "one")
         two = await create_token(gw.state.db, "two")
-        body = {"imageBase64": data_url(png(64, 64)), "inputs": EXPAND}
+        upload = png(64, 64)
+        body = {"imageBase64": data_url(upload), "inputs": EXPAND}
         for token in (one, two, one):
             answer = await gw.client.post(
                 f"/api/abilities/{OUTPAINT}/invoke",
@@ -105,11 +107,36 @@ async def test_every_token_that_stores_the_same_image_is_linked_to_it(live: Live
                 headers={"Authorization": f"Bearer {token.token}"},
             )
             assert answer.status_code == 200, answer.text
+        digest = hashlib.sha256(upload).hexdigest()
         async with gw.state.db.read() as conn:
+            linked = (
+                await conn.execute(
+                    select(media_tokens.c.token_id).where(media_tokens.c.sha256 == digest)
+                )
+            ).scalars()
+            rows = (
+                await conn.execute(select(media.c.sha256).where(media.c.sha256 == digest))
+            ).all()
+            assert sorted(linked) == sorted([one.id, two.id])  # one content, two tokens
+        assert len(rows) == 1
+
+
+async def test_a_mirrored_output_is_linked_to_the_token_whose_task_made_it(
+    live: LiveFactory,
+) -> None:
+    async with live() as gw:
+        mine = await create_token(gw.state.db, "mine")
+        answer = await gw.client.post(
+            f"/api/abilities/{OUTPAINT}/invoke",
+            json={"imageUrl": f"{gw.sim_url}/files/samples/square.png", "inputs": EXPAND},
+            headers={"Authorization": f"Bearer {mine.token}"},
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["images"][0]["ossUrl"]
+        async with gw.state.db.read() as conn:
+            stored = (await conn.execute(select(media.c.sha256))).scalars().all()
             links = (
                 await conn.execute(select(media_tokens.c.sha256, media_tokens.c.token_id))
             ).all()
-            inputs = (await conn.execute(select(media.c.sha256))).scalars().all()
-        assert len({sha for sha, _ in links}) == 1  # one content…
-        assert sorted(token for _, token in links) == sorted([one.id, two.id])  # …two tokens
-        assert links[0][0] in inputs
+        assert len(stored) == 1  # the output (the input was a URL)
+        assert [(sha, token) for sha, token in links] == [(stored[0], mine.id)]

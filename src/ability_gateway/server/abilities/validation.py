@@ -19,7 +19,7 @@ from ability_gateway.server.addresses import (
     is_local_network_name,
     is_loopback_name,
 )
-from ability_gateway.server.egress import address_problem, url_host
+from ability_gateway.server.egress import url_host, url_problem
 from ability_gateway.server.errors import BadRequest, FieldError
 from ability_gateway.server.input_guard import has_control
 
@@ -149,11 +149,13 @@ def image_url_problem(url: str, allow: Iterable[Network] = ()) -> str | None:
     non-public address, a name that is loopback by definition (judged as 127.0.0.1, so
     ``GATEWAY_EGRESS_ALLOW=127.0.0.0/8`` opens it), or one that only names local hosts.
     """
+    # The structural rules of callback URLs first: scheme, no credentials, a valid port, a
+    # host every parser reads alike, no literal non-public address.
+    if (problem := url_problem(url, allow)) is not None:
+        return problem
     host = url_host(url)
     if host is None:
         return "must be an http(s) URL"
-    if (problem := address_problem(host, allow)) is not None:
-        return problem
     if is_loopback_name(host) and not is_allowed(_LOOPBACK, allow):
         return "names a loopback host"
     if is_local_network_name(host):

@@ -7,11 +7,12 @@
 Failures are the account's, not the workflow's: no answer, HTTP 5xx/429, throttling
 codes, 5000. A Coze error about the request (4000, 720701013, …) proves the account works.
 
-The probe of a half-open breaker is a *real* Coze call: ``reserve()`` hands out a slot
-for a task about to call Coze, the call's ``record()`` frees it, ``release()`` gives it
-back when the task ends up not calling (a replay, a cache hit, a refusal), and a slot
-that is neither recorded nor released expires after ``probe_timeout`` so a lost probe
-can never keep the executor shut.
+The probe of a half-open breaker is a *real* Coze call. A call in progress
+(``call_started()`` … ``call_ended()``, on every path) keeps a half-open breaker from
+taking more work. Between choosing an executor and its call starting, an inline task holds
+a reservation (``reserve()``), given back (``release()``) as soon as the task has called or
+will not call (a replay, a refusal, a re-queue); a reservation never given back expires
+after ``probe_timeout``, so a lost probe can never keep the executor shut.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._probe: int | None = None  # the slot handed out while half-open
         self._probe_at = 0.0
+        self._calls = 0  # Coze calls of this executor in progress (this node)
 
     @property
     def state(self) -> State:
@@ -59,11 +61,13 @@ class CircuitBreaker:
     def available(self) -> bool:
         """May a new task go to this executor now?"""
         state = self.state
-        return state == "closed" or (state == "half_open" and not self._probe_live())
+        return state == "closed" or (
+            state == "half_open" and self._calls == 0 and not self._probe_live()
+        )
 
     def reserve(self) -> int | None:
         """Take the half-open probe slot for a task about to call Coze (None when closed)."""
-        if self.state != "half_open" or self._probe_live():
+        if self.state != "half_open" or self._probe_live() or self._calls:
             return None
         self._probe = next(_probe_ids)
         self._probe_at = self._clock()
@@ -74,9 +78,12 @@ class CircuitBreaker:
         if probe is not None and probe == self._probe:
             self._probe = None
 
-    def record_nothing(self) -> None:
-        """A call ended without an outcome (canceled): free the probe slot, keep the state."""
-        self._probe = None
+    def call_started(self) -> None:
+        self._calls += 1
+
+    def call_ended(self) -> None:
+        """Every call ends here, with an outcome (``record``) or without (canceled)."""
+        self._calls -= 1
 
     def record(self, ok: bool, reason: str | None = None) -> None:
         """The outcome of a real call: it decides the state and frees the probe slot."""

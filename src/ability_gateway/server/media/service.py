@@ -160,7 +160,7 @@ class MediaService:
         stored_key = await self.db.run_write(record)
         return await self.storage.public_url(stored_key)
 
-    async def mirror(self, url: str) -> Mirrored:
+    async def mirror(self, url: str, token_id: str | None = None) -> Mirrored:
         """Copy one output URL into our storage; a failure is a warning, not an error."""
         try:
             data = await self.client.get(
@@ -172,11 +172,11 @@ class MediaService:
         if kind is None:
             return Mirrored(None, f"{url[:200]}: not a PNG, JPEG, WebP, GIF, MP4, WebM or MOV file")
         try:
-            return Mirrored(await self.store(data, kind, source_url=url), None)
+            return Mirrored(await self.store(data, kind, token_id, source_url=url), None)
         except Exception as exc:  # storage down: the task still succeeds, visibly warned
             return Mirrored(None, f"{url[:200]}: could not be stored ({type(exc).__name__})")
 
-    async def mirror_all(self, shaped: dict[str, Any]) -> list[str]:
+    async def mirror_all(self, shaped: dict[str, Any], token_id: str | None = None) -> list[str]:
         """Fill ``ossUrl`` of every image and video in ``shaped``; the warnings."""
         entries = [*shaped.get("images", []), *shaped.get("videos", [])]
         if not entries:
@@ -185,7 +185,7 @@ class MediaService:
 
         async def one(entry: dict[str, Any]) -> str | None:
             async with limit:
-                result = await self.mirror(entry["sourceUrl"])
+                result = await self.mirror(entry["sourceUrl"], token_id)
             entry["ossUrl"] = result.oss_url
             return result.warning
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,8 +30,10 @@ def prune(conn: Connection) -> int:
     ).rowcount
 
 
-def remember(conn: Connection, webhook_id: str, external_id: str, keep_ms: int) -> None:
-    """Record a notice as received for ``keep_ms`` (the same notice twice at once: one row)."""
+def claim(conn: Connection, webhook_id: str, external_id: str, keep_ms: int) -> bool:
+    """Record a notice as being applied for ``keep_ms``: False when it already was (and not
+    expired), so of two copies arriving at once only one is applied. A copy that arrives
+    later with a newer timestamp keeps the record for its own window too."""
     prune(conn)
     try:
         with conn.begin_nested():
@@ -43,5 +45,25 @@ def remember(conn: Connection, webhook_id: str, external_id: str, keep_ms: int) 
                     expires_at=db_now_ms() + keep_ms,
                 )
             )
+        return True
     except IntegrityError:
-        pass
+        conn.execute(
+            update(provider_notices)
+            .where(
+                provider_notices.c.webhook_id == webhook_id,
+                provider_notices.c.external_id == external_id,
+                provider_notices.c.expires_at < db_now_ms() + keep_ms,
+            )
+            .values(expires_at=db_now_ms() + keep_ms)
+        )
+        return False
+
+
+def forget(conn: Connection, webhook_id: str, external_id: str) -> None:
+    """A claimed notice could not be applied (no task waits yet): its retry must be."""
+    conn.execute(
+        delete(provider_notices).where(
+            provider_notices.c.webhook_id == webhook_id,
+            provider_notices.c.external_id == external_id,
+        )
+    )

@@ -110,14 +110,21 @@ async def receive_notice(
     check_notice(notice, external_id)
     if not _EXTERNAL_ID.match(external_id):
         raise NotFound(f"No task waits on job {shorten(external_id)!r}")
-    async with gateway.db.read() as conn:
-        if await repository.was_received(conn, signed.webhook_id, external_id):
-            return ALREADY_RECEIVED
-    if not await tasks_service.complete_external_job(gateway, external_id, notice):
-        raise NotFound(f"No task waits on job {shorten(external_id)!r}")
-    # Until this attempt's timestamp leaves the tolerance window: a replay fails to verify then.
+    # Kept until this attempt's timestamp leaves the tolerance window: a replay fails to
+    # verify then. Claimed before it is applied, so two copies at once apply once.
     keep_ms = int((max(0.0, signed.timestamp - current) + signature.TOLERANCE_SECONDS) * 1000)
-    await gateway.db.run_write(
-        lambda conn: repository.remember(conn, signed.webhook_id, external_id, keep_ms)
+    webhook_id = signed.webhook_id
+    claimed = await gateway.db.run_write(
+        lambda conn: repository.claim(conn, webhook_id, external_id, keep_ms)
     )
+    if not claimed:
+        return ALREADY_RECEIVED
+    try:
+        applied = await tasks_service.complete_external_job(gateway, external_id, notice)
+    except BaseException:
+        await gateway.db.run_write(lambda conn: repository.forget(conn, webhook_id, external_id))
+        raise
+    if not applied:
+        await gateway.db.run_write(lambda conn: repository.forget(conn, webhook_id, external_id))
+        raise NotFound(f"No task waits on job {shorten(external_id)!r}")
     return APPLIED

@@ -126,9 +126,11 @@ class Runner:
         (their leases expire and another runner, or this one after a restart, resumes)."""
         for loop in self._loops:
             loop.cancel()
-        for loop in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+        if self._loops:
+            # Bounded: a loop canceled inside a database call must not hold the shutdown.
+            _, stuck = await asyncio.wait(set(self._loops), timeout=5)
+            if stuck:
+                logger.warning("runner: %d loops did not stop within 5 s", len(stuck))
         if self._running:
             _, pending = await asyncio.wait(set(self._running), timeout=grace_seconds)
             for task in pending:

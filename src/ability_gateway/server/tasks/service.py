@@ -371,10 +371,11 @@ async def invoke(
                 )
     try:
         executor = named or gateway.executors.choose(None)
-        # Half-open: this task's call is the one probe. The call's outcome frees the slot;
-        # a failure before it gives the slot back; a task that never calls (canceled while
-        # queued, a lost race to an Idempotency-Key) leaves it to expire.
-        probe = executor.breaker.reserve()
+        # Half-open: an inline task's call is the one probe; the reservation bridges the
+        # moments until its call starts (the call then holds the breaker until it ends) and
+        # is given back on every path. A queued task reserves nothing: its call, when the
+        # runner makes it, is counted while it lasts.
+        probe = executor.breaker.reserve() if inline else None
         try:
             if image is not None:
                 stored = await gateway.media.store(image.data, image.kind, principal.token_id)
@@ -382,9 +383,8 @@ async def invoke(
             answer = await _invoke(
                 gateway, principal, ability, body, request_id, options, parameters, executor, key
             )
-        except BaseException:
+        finally:
             executor.breaker.release(probe)
-            raise
     finally:
         if leading and key is not None:
             gateway.flights.land(key)
@@ -419,7 +419,9 @@ async def _answer_from_cache(
     digest = request_hash(ability.id, body) if idempotency_key else None
     task_id = new_id("task")
     payload = cache.reuse(hit, task_id, body.metadata, principal.token_id)
-    executor_id = body.executorId or hit.executor_id or "cache"
+    # No executor ran this task; another token's hit does not learn which one ran the first.
+    own = hit.token_id == principal.token_id
+    executor_id = body.executorId or (hit.executor_id if own else None) or "cache"
     owner, _ = gateway.runner.lease
 
     def write(conn: Connection) -> dict[str, Any]:
@@ -543,6 +545,7 @@ async def _invoke(
         node=owner,
         cache_key=result_key,
         cache_ttl_ms=int(ability.cache.ttl_seconds * 1000) if ability.cache else 0,
+        token_id=principal.token_id,
     )
     holder = Finished()
     leased = Lease(
@@ -746,13 +749,18 @@ async def complete_external_job(
     mirrored first, outside any transaction.
     """
     async with gateway.db.read() as conn:
-        found = (
-            (await conn.execute(select(tasks.c.id).where(tasks.c.external_id == external_id)))
-            .scalars()
-            .first()
-        )
-    if found is None:
+        waiting = (
+            await conn.execute(
+                select(tasks.c.id, tasks.c.token_id, tasks.c.status).where(
+                    tasks.c.external_id == external_id
+                )
+            )
+        ).first()
+    if waiting is None:
         return False
+    found, token_id, status = waiting
+    if status in TERMINAL_STATUSES:
+        return True  # ended already (an earlier notice, a poll, a cancel): download nothing
     succeeded = str(notice.get("status", "")).lower() in (
         "succeeded",
         "success",
@@ -760,7 +768,7 @@ async def complete_external_job(
         "completed",
     )
     shaped = external_shaped(notice) if succeeded else {}
-    warnings = await gateway.media.mirror_all(shaped) if succeeded else []
+    warnings = await gateway.media.mirror_all(shaped, token_id) if succeeded else []
 
     def complete(conn: Connection) -> str | None:
         jobs_repository.lock_for_task(conn, found)

@@ -74,6 +74,7 @@ class TaskSnapshot:
     node: str | None = None  # the runner working on it, recorded on its call logs
     cache_key: str | None = None  # set: a succeeded result is cached under it
     cache_ttl_ms: int = 0
+    token_id: str | None = None  # whose task: the media it stores are linked to the token
 
 
 @dataclass(slots=True)
@@ -311,6 +312,7 @@ async def load_snapshot(ctx: StepContext) -> TaskSnapshot | None:
         remaining_s=(row["remaining_ms"] or 0) / 1000,
         external_id=row["external_id"],
         node=ctx.gateway.runner.owner,
+        token_id=row["token_id"],
     )
 
 
@@ -420,7 +422,6 @@ async def _start(
             break
         other = alternatives[0]
         tried.add(other.id)
-        other.breaker.reserve()  # half-open: this call is its probe (its outcome frees it)
         retried = await other.run_workflow(ability.workflow_id, task.inputs, deadline=deadline)
         retried.calls = outcome.calls + retried.calls
         outcome = retried
@@ -467,7 +468,7 @@ async def _after_output(
             return fail(task, calls, {"code": 502, "message": message}, holder=holder)
         # Coze's URLs expire: copy every image and video before the task (and its
         # callback) says it succeeded.
-        warnings = await gateway.media.mirror_all(shaped)
+        warnings = await gateway.media.mirror_all(shaped, task.token_id)
         return succeed(
             ability,
             task,
@@ -618,7 +619,7 @@ async def _poll_external(
     state = str(report.get("status", "")).lower()
     if state in ("succeeded", "success", "done", "completed"):
         shaped = external_shaped(report)
-        warnings = await gateway.media.mirror_all(shaped)
+        warnings = await gateway.media.mirror_all(shaped, task.token_id)
         return external_success(
             ability, task, outcome.calls, payload, report, holder, shaped, warnings
         )

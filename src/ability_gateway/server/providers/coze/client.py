@@ -212,14 +212,12 @@ class CozeExecutor:
         )
         started = time.perf_counter()
         self.in_flight += 1
+        self.breaker.call_started()
         try:
             call, kind, retry = await self._exchange(method, path, body, timeout, call, started)
-        except BaseException:
-            # Canceled mid-call: no outcome to record, but a probe slot must not be kept.
-            self.breaker.record_nothing()
-            raise
         finally:
             self.in_flight -= 1
+            self.breaker.call_ended()
         healthy = kind == "succeeded" or (
             kind == "workflow_error"
             and call.code not in THROTTLE_CODES
