@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).parent))
-from invoke_latency import free_port, wait_ready
+from _common import free_port, wait_ready
 
 
 class Receiver:

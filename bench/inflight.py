@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from invoke_latency import free_port, wait_ready
+from _common import free_port, wait_ready
 
 GEN = "ability_coze_image_gen_4step"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from invoke_latency import free_port, wait_ready
+from _common import free_port, wait_ready
 
 PG = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 

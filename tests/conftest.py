@@ -16,6 +16,7 @@ from ability_gateway.server.app import create_app
 from ability_gateway.server.auth.service import CreatedToken, create_token
 from ability_gateway.server.config import Settings
 from ability_gateway.server.state import GatewayState
+from tests.contract import contract_hooks
 from tests.loopback_guard import loopback_guard
 from tests.support import (
     cli,
@@ -117,7 +118,9 @@ def gateway(app: FastAPI) -> GatewayState:
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as c:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://gateway", event_hooks=contract_hooks()
+    ) as c:
         yield c
 
 

@@ -10,9 +10,6 @@ the server lives in :mod:`ability_gateway.server` (install the ``server`` extra)
         print(result.texts)
 """
 
-# Before the imports: the client reads it for its User-Agent.
-__version__ = "0.1.0"
-
 from ability_gateway._callbacks import CallbackDeduplicator, verify_callback
 from ability_gateway._client import AsyncClient, Client
 from ability_gateway._errors import (
@@ -46,6 +43,7 @@ from ability_gateway._models import (
     Task,
     TaskPage,
 )
+from ability_gateway._version import __version__
 
 __all__ = [
     "APIConnectionError",

@@ -37,7 +37,6 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from ability_gateway import __version__  # set before the package imports this module
 from ability_gateway._errors import (
     APIConnectionError,
     ConflictError,
@@ -55,6 +54,7 @@ from ability_gateway._models import (
     Task,
     TaskPage,
 )
+from ability_gateway._version import __version__
 
 __all__ = ["AsyncClient", "Client"]
 

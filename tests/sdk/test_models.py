@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from ability_gateway import (
     Ability,
     AsyncClient,
@@ -193,3 +195,31 @@ async def test_the_gateways_answers_keep_no_unknown_fields(
     for ability in abilities:
         models.extend(ability.input_schema.fields)
     assert all(not m.model_extra for m in models), [m.model_extra for m in models]
+
+
+@pytest.mark.parametrize(
+    ("model", "schema"),
+    [
+        ("Ability", "Ability"),
+        ("InputField", "InputField"),
+        ("InputSchema", "InputSchema"),
+        ("Media", "Media"),
+        ("InvokeResult", "InvokeResult"),
+        ("CallbackSummary", "CallbackSummary"),
+        ("Task", "Task"),
+        ("Delivery", "Delivery"),
+        ("Deliveries", "Deliveries"),
+        ("DeliveryAttempt", "Attempt"),
+        ("CallbackPayload", "CallbackBody"),
+    ],
+)
+def test_each_sdk_model_has_every_field_of_its_published_schema(model: str, schema: str) -> None:
+    """Field by field against the OpenAPI document the gateway publishes: a field the
+    gateway adds must reach the SDK (the SDK may keep fields of its own, e.g. helpers)."""
+    from ability_gateway import _models
+    from tests.contract import document
+
+    published = set(document()["components"]["schemas"][schema].get("properties", {}))
+    cls = getattr(_models, model)
+    ours = {field.alias or name for name, field in cls.model_fields.items()}
+    assert published - ours == set(), f"{model} lacks {sorted(published - ours)}"

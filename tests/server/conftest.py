@@ -17,6 +17,7 @@ from ability_gateway.server.app import create_app
 from ability_gateway.server.auth.service import create_token
 from ability_gateway.server.state import GatewayState
 from tests.conftest import make_settings
+from tests.contract import contract_hooks
 from tests.support import NOTICE_SECRET, free_port, simulator_process
 
 TERMINAL = {"succeeded", "failed", "canceled", "timeout"}
@@ -96,7 +97,9 @@ async def live(tmp_path: Path) -> AsyncIterator[LiveFactory]:
             try:
                 state: GatewayState = app.state.gateway
                 created = await create_token(state.db, "live")
-                async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                async with httpx.AsyncClient(
+                    base_url=url, timeout=60, event_hooks=contract_hooks()
+                ) as client:
                     yield Live(
                         url, sim_url, client, {"Authorization": f"Bearer {created.token}"}, state
                     )

@@ -12,8 +12,11 @@ from fastapi import FastAPI
 from ability_gateway import __version__
 from ability_gateway.server.abilities.catalog import Catalog
 from ability_gateway.server.abilities.endpoints import router as abilities_router
+from ability_gateway.server.apidocs.endpoints import install_api_docs
+from ability_gateway.server.apidocs.examples import add_invoke_examples, example_image_url
 from ability_gateway.server.bodylimit import BodyLimitMiddleware
 from ability_gateway.server.callbacks.endpoints import router as callbacks_router
+from ability_gateway.server.callbacks.endpoints import webhooks as callbacks_webhooks
 from ability_gateway.server.config import Settings, get_settings
 from ability_gateway.server.errors import install_error_handlers
 from ability_gateway.server.executors.endpoints import router as executors_router
@@ -30,8 +33,9 @@ from ability_gateway.server.tasks.schemas import InvokeRequest
 logger = logging.getLogger(__name__)
 
 
-def _document_extra_schemas(app: FastAPI) -> None:
-    """Bodies parsed by hand (to accept JSON under any Content-Type) still appear in OpenAPI."""
+def _document_extra_schemas(app: FastAPI, catalog: Catalog, settings: Settings) -> None:
+    """Bodies parsed by hand (to accept JSON under any Content-Type) still appear in OpenAPI,
+    with an example request per ability."""
     from fastapi.openapi.utils import get_openapi
 
     def openapi() -> dict[str, Any]:
@@ -41,12 +45,14 @@ def _document_extra_schemas(app: FastAPI) -> None:
                 version=app.version,
                 description=app.description,
                 routes=app.routes,
+                webhooks=app.webhooks.routes,
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             extra = InvokeRequest.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(extra.pop("$defs", {}))
             components["InvokeRequest"] = extra
             app.openapi_schema = finish_document(schema)
+            add_invoke_examples(app.openapi_schema, catalog.all(), example_image_url(settings))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -68,8 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="One stable, authenticated REST API over Coze workflows.",
         lifespan=lifespan,
+        # Served from the package's own files instead of a CDN (apidocs).
+        docs_url=None,
+        redoc_url=None,
     )
-    _document_extra_schemas(app)
+    _document_extra_schemas(app, catalog, settings)
+    install_api_docs(app)
     install_error_handlers(app)
     # Added first, so it runs inside RequestIdMiddleware: its 413 carries the request id.
     app.add_middleware(BodyLimitMiddleware)
@@ -79,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(abilities_router)
     app.include_router(tasks_router)
     app.include_router(callbacks_router)
+    app.webhooks.include_router(callbacks_webhooks)
     app.include_router(executors_router)
     app.include_router(provider_callbacks_router)
     app.include_router(health_router)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -199,3 +200,35 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, on_gateway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
+
+
+# --- the one error body, as OpenAPI documents it -------------------------------------
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="Where: `inputs.url`, `callbackUrl`, `body`, …")
+    problem: str
+
+
+class ErrorBody(BaseModel):
+    """The one error body of every failure."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: int = Field(
+        description="The HTTP status for the gateway's own errors; Coze's code (e.g. "
+        "720701013) when a workflow failed."
+    )
+    message: str
+    requestId: str = Field(description="This request's X-Request-ID: quote it to the admins.")
+    errors: list[FieldProblem] | None = Field(
+        None, description="Bad input (400): one entry per field, all at once."
+    )
+    taskId: str | None = Field(None, description="The task the error is about, when there is one.")
+    status: Literal["queued", "running", "succeeded", "failed", "canceled", "timeout"] | None = (
+        Field(None, description="That task's status.")
+    )
+    logId: int | None = Field(
+        None, description="The call log row of the upstream call (admins look it up)."
+    )
+    debugUrl: str | None = Field(None, description="Coze's debug URL of the failed run.")

@@ -11,21 +11,21 @@ from contextlib import asynccontextmanager
 from ability_gateway.server.abilities.catalog import Catalog
 from ability_gateway.server.auth.limits import RequestLimiter
 from ability_gateway.server.auth.service import TokenCache
+from ability_gateway.server.callbacks import steps as callback_jobs
 from ability_gateway.server.callbacks.sender import USER_AGENT
-
-# Importing the step modules registers the job kinds they run (and callbacks' claim policy).
-from ability_gateway.server.callbacks.steps import claim_policies as delivery_policies
 from ability_gateway.server.config import Settings
 from ability_gateway.server.db import Database
 from ability_gateway.server.egress import SafeClient
 from ability_gateway.server.executors.registry import ExecutorRegistry
-from ability_gateway.server.media.jobs import ensure_scheduled
+from ability_gateway.server.media import jobs as media_jobs
 from ability_gateway.server.media.service import MediaService
 from ability_gateway.server.media.storage import Storage
 from ability_gateway.server.migrate import upgrade_to_head
-from ability_gateway.server.runner.runner import Runner
-from ability_gateway.server.state import GatewayState
-from ability_gateway.server.tasks import steps as _task_steps  # noqa: F401
+from ability_gateway.server.runner.runner import Runner, RunnerDeps
+from ability_gateway.server.runner.steps import JobRegistry
+from ability_gateway.server.state import GatewayState, Services
+from ability_gateway.server.tasks import steps as task_jobs
+from ability_gateway.server.tasks.events import TaskEvents
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +56,12 @@ async def gateway_state(
         else None,
         presign_seconds=settings.presign_seconds,
     )
-    state = GatewayState(
+    services = Services(
         settings=settings,
         db=db,
         catalog=catalog,
         executors=executors,
-        token_cache=TokenCache(settings.auth_cache_seconds),
         callback_client=egress,
-        limiter=limiter,
         media=MediaService(
             storage,
             db,
@@ -71,19 +69,35 @@ async def gateway_state(
             max_download_bytes=settings.media_max_download_bytes,
             download_timeout=settings.media_download_timeout_seconds,
         ),
+        task_events=TaskEvents(),
     )
-    state.runner = Runner(
-        state,
-        concurrency=settings.runner_concurrency,
-        poll_seconds=settings.runner_poll_seconds,
-        lease_seconds=settings.lease_seconds,
-        sweep_seconds=settings.sweep_seconds,
-        max_crashes=settings.max_crashes,
-        policies=delivery_policies(settings),
+    # Every job kind, named by its domain: nothing registers by being imported.
+    jobs = JobRegistry()
+    for domain in (task_jobs, callback_jobs, media_jobs):
+        domain.register(jobs)
+    runner = Runner(
+        RunnerDeps(
+            db=db,
+            services=services,
+            notify_task=services.task_events.notify,
+            concurrency=settings.runner_concurrency,
+            poll_seconds=settings.runner_poll_seconds,
+            lease_seconds=settings.lease_seconds,
+            sweep_seconds=settings.sweep_seconds,
+            max_crashes=settings.max_crashes,
+            jobs=jobs,
+            policies=callback_jobs.claim_policies(settings),
+        )
+    )
+    state = GatewayState(
+        services=services,
+        runner=runner,
+        token_cache=TokenCache(settings.auth_cache_seconds),
+        limiter=limiter,
     )
     if run_jobs:
         if settings.media_retention_days > 0:
-            await db.run_write(ensure_scheduled)
+            await db.run_write(media_jobs.ensure_scheduled)
         state.runner.start()
     # Everything allocated so far lives as long as the process: keep it out of the
     # collector's generations, so collections stay short (they were the p99 spikes).

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ability_gateway.server.tasks.schemas import ErrorBody
+from ability_gateway.server.errors import ErrorBody
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Bad input, with per-field `errors`"},
@@ -75,6 +75,9 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
                 extra.update(_ADMIN_ROUTE)
             for status, description in extra.items():
                 responses.setdefault(status, _error(description))
+    for item in document.get("webhooks", {}).values():  # what we send: no 422 there either
+        for operation in item.values():
+            operation.get("responses", {}).pop("422", None)
     schemas = components.get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)

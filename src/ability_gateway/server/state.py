@@ -1,11 +1,24 @@
-"""What one gateway process holds for its lifetime, built in the app's lifespan."""
+"""What one gateway process holds for its lifetime, built in the app's lifespan.
+
+    Services (frozen: settings, db, catalog, executors, callback client, media, task events)
+       │  handed to every job step as ``ctx.gateway``, through
+       ▼
+    Runner (gets a narrow ``RunnerDeps``: db, the services, a notify hook, its settings)
+       │
+       ▼
+    GatewayState = Services + the runner + what only request handlers use
+                   (token cache, rate limiter, single-flight, in-flight work)
+
+The runner never sees ``GatewayState`` (``runner/`` does not import this module), so it is
+built first and the state is complete when constructed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ability_gateway.server.abilities.catalog import Catalog
 from ability_gateway.server.auth.limits import RequestLimiter
@@ -15,30 +28,63 @@ from ability_gateway.server.db import Database
 from ability_gateway.server.egress import SafeClient
 from ability_gateway.server.executors.registry import ExecutorRegistry
 from ability_gateway.server.media.service import MediaService
+from ability_gateway.server.runner.runner import Runner
 from ability_gateway.server.tasks.cache import Flights
 from ability_gateway.server.tasks.events import TaskEvents
-
-if TYPE_CHECKING:
-    from ability_gateway.server.runner.runner import Runner
 
 T = TypeVar("T")
 
 
-@dataclass(slots=True)
-class GatewayState:
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The long-lived parts of a process that job steps use (``StepContext[Services]``)."""
+
     settings: Settings
     db: Database
     catalog: Catalog
     executors: ExecutorRegistry
-    token_cache: TokenCache
     callback_client: SafeClient
-    limiter: RequestLimiter
     media: MediaService
-    task_events: TaskEvents = field(default_factory=TaskEvents)
+    task_events: TaskEvents
+
+
+@dataclass(slots=True)
+class GatewayState:
+    services: Services
+    runner: Runner
+    token_cache: TokenCache
+    limiter: RequestLimiter
     flights: Flights = field(default_factory=Flights)
-    # Set right after construction (the runner needs the state it belongs to).
-    runner: Runner = field(default=None)  # type: ignore[assignment]
     inflight: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    # The services, by their own names (request handlers read ``gateway.db`` and so on).
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def db(self) -> Database:
+        return self.services.db
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.services.catalog
+
+    @property
+    def executors(self) -> ExecutorRegistry:
+        return self.services.executors
+
+    @property
+    def callback_client(self) -> SafeClient:
+        return self.services.callback_client
+
+    @property
+    def media(self) -> MediaService:
+        return self.services.media
+
+    @property
+    def task_events(self) -> TaskEvents:
+        return self.services.task_events
 
     def track(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coro`` as a task that outlives its request and is awaited at shutdown."""

@@ -17,7 +17,7 @@ from ability_gateway.server.db import db_now_ms
 from ability_gateway.server.models import jobs, tasks
 from ability_gateway.server.runner import claim as claiming
 from ability_gateway.server.runner import repository
-from ability_gateway.server.runner.steps import StepContext, StepResult, step
+from ability_gateway.server.runner.steps import StepContext, StepResult
 from ability_gateway.server.state import GatewayState
 from ability_gateway.server.tasks import repository as task_repository
 from ability_gateway.server.tasks.steps import crash_writes
@@ -27,7 +27,6 @@ CALLS: list[tuple[int, int]] = []
 BEHAVIOUR: dict[str, Any] = {}
 
 
-@step("test.echo", on_crash=crash_writes)
 async def echo_step(ctx: StepContext) -> StepResult:
     CALLS.append((ctx.lease.id, ctx.lease.steps))
     mode = BEHAVIOUR.get("mode", "done")
@@ -58,7 +57,9 @@ async def engine(tmp_path: Path) -> AsyncIterator[GatewayState]:
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        yield app.state.gateway
+        state: GatewayState = app.state.gateway
+        state.runner.deps.jobs.add("test.echo", echo_step, on_crash=crash_writes)
+        yield state
 
 
 async def enqueue(state: GatewayState, *, task_id: str | None = None, delay_ms: int = 0) -> int:

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ability_gateway.server.abilities.schemas import Ability, InputField, InputSchema
 
+# Every ability runs on Coze today (the catalog admits no other provider).
+DEFAULT_PROVIDER: Literal["coze"] = "coze"
+
 
 class InputSpec(BaseModel):
     """One input of an ability: its public shape plus the gateway's extra checks."""
@@ -76,7 +79,7 @@ class AbilityDefinition(BaseModel):
     id: str
     display_name: str = Field(alias="displayName")
     description: str = ""
-    provider: Literal["coze"] = "coze"
+    provider: Literal["coze"] = DEFAULT_PROVIDER
     capability_key: str = Field(alias="capabilityKey")
     status: Literal["active", "disabled", "deprecated"] = "active"
     workflow_id: str = Field(alias="workflowId", pattern=r"^[0-9]{1,20}$")

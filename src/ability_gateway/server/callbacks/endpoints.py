@@ -9,6 +9,7 @@ from ability_gateway.server.callbacks.schemas import Deliveries
 from ability_gateway.server.deps import CurrentToken, Gateway
 from ability_gateway.server.http import JSONResponse
 from ability_gateway.server.openapi import ERROR_RESPONSES
+from ability_gateway.server.tasks.schemas import CallbackBody
 
 router = APIRouter(prefix="/api/ability_tasks", tags=["callbacks"])
 
@@ -39,3 +40,24 @@ async def redeliver_task_callback(
     else 429 with `Retry-After`. The attempts list keeps every scheduled attempt and the latest
     manual ones (`GATEWAY_CALLBACK_MANUAL_ATTEMPTS_KEPT`)."""
     return JSONResponse(await service.redeliver(gateway, token, task_id))
+
+
+# What the gateway sends (OpenAPI 3.1 `webhooks`): the callback of a task that ended.
+webhooks = APIRouter()
+
+
+@webhooks.post(
+    "taskEnded",
+    operation_id="task_ended_callback",
+    responses={
+        200: {
+            "description": "Received: any 2xx; a JSON answer with a `code` must have code 0 "
+            '(e.g. `{"code": 0, "message": "success"}`). Anything else is retried after '
+            "10 s, 30 s, 1 min, 5 min, 10 min; HTTP 410 stops the retries."
+        }
+    },
+)
+async def task_ended_callback(body: CallbackBody) -> None:
+    """POSTed to the task's `callbackUrl` with its `callbackHeaders` when the task succeeds,
+    fails, times out or is canceled. Signed per Standard Webhooks with the token's callback
+    secret: `webhook-id` (the same on every retry), `webhook-timestamp`, `webhook-signature`."""

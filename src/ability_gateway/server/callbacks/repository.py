@@ -16,44 +16,6 @@ from ability_gateway.server.runner import repository as jobs
 
 DELIVER_JOB = "callback.deliver"
 
-_STATE_BY_STATUS = {
-    "succeeded": "completed",
-    "failed": "failed",
-    "canceled": "canceled",
-    "timeout": "timeout",
-}
-
-
-def callback_payload(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
-    """Spec §3.4.3, plus ``errorCode``."""
-    result = row["result_payload"] or {}
-    error = row["error_payload"] or {}
-    status = row["status"]
-    metadata = result.get("metadata")
-    if metadata is None:
-        metadata = {
-            "model": "coze",
-            "state": _STATE_BY_STATUS.get(status, status),
-            "taskId": row["id"],
-        }
-        if row.get("client_metadata") is not None:
-            metadata["client"] = row["client_metadata"]
-    return {
-        "requestId": row["request_id"],
-        "taskId": row["id"],
-        "abilityId": row["ability_id"],
-        "status": status,
-        "durationMs": row["duration_ms"],
-        "texts": result.get("texts", []),
-        "images": result.get("images", []),
-        "videos": result.get("videos", []),
-        "assets": result.get("assets", []),
-        "metadata": metadata,
-        "errorMessage": None if status == "succeeded" else error.get("message"),
-        "errorCode": None if status == "succeeded" else error.get("code"),
-    }
-
-
 _INSERT_DELIVERY = insert(deliveries).values(
     state="pending",
     attempts=0,
@@ -63,13 +25,14 @@ _INSERT_DELIVERY = insert(deliveries).values(
 )
 
 
-def enqueue_for_task(conn: Connection, row: RowMapping) -> str | None:
-    """Write the task's delivery and its job (same transaction as the terminal state)."""
+def enqueue_for_task(conn: Connection, row: RowMapping, payload: dict[str, Any]) -> str | None:
+    """Write the task's delivery of ``payload`` and its job (in the transaction that ends
+    the task)."""
     url = row["callback_url"]
     if not url:
         return None
     delivery_id = new_id("msg")
-    body = orjson.dumps(callback_payload(row)).decode()
+    body = orjson.dumps(payload).decode()
     conn.execute(
         _INSERT_DELIVERY,
         {

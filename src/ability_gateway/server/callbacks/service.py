@@ -22,7 +22,8 @@ from ability_gateway.server.errors import NotFound, shorten
 from ability_gateway.server.runner import repository as jobs
 from ability_gateway.server.state import GatewayState
 from ability_gateway.server.tasks import repository as tasks
-from ability_gateway.server.tasks.service import check_task_id, iso_time
+from ability_gateway.server.tasks.bodies import iso_time
+from ability_gateway.server.tasks.service import check_task_id
 
 
 def _view(delivery: RowMapping | None, attempts: list[RowMapping]) -> dict[str, Any]:

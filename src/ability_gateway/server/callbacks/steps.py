@@ -13,7 +13,7 @@ the token): one tenant's slow receivers delay neither other tenants' tasks nor c
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
@@ -21,7 +21,10 @@ from ability_gateway.server.callbacks import repository
 from ability_gateway.server.callbacks.repository import DELIVER_JOB
 from ability_gateway.server.callbacks.sender import attempt
 from ability_gateway.server.config import Settings
-from ability_gateway.server.runner.steps import KindPolicy, StepContext, StepResult, step
+from ability_gateway.server.runner.steps import JobRegistry, KindPolicy, StepContext, StepResult
+
+if TYPE_CHECKING:
+    from ability_gateway.server.state import Services
 
 
 def claim_policies(settings: Settings) -> dict[str, KindPolicy]:
@@ -47,8 +50,7 @@ def _crashed(conn: Connection, _task_id: str | None, payload: dict[str, Any], re
         repository.give_up(conn, delivery_id, f"delivery job failed: {reason}")
 
 
-@step(DELIVER_JOB, on_crash=_crashed)
-async def deliver(ctx: StepContext) -> StepResult:
+async def deliver(ctx: StepContext[Services]) -> StepResult:
     gateway = ctx.gateway
     delivery_id = str(ctx.lease.payload.get("deliveryId"))
     async with gateway.db.read() as conn:
@@ -77,10 +79,15 @@ async def deliver(ctx: StepContext) -> StepResult:
         http_status=result.http_status,
         error=result.error,
         excerpt=result.excerpt,
-        node=gateway.runner.owner,
+        node=ctx.owner,
         state=state,
         delay_ms=None if delay is None else int(delay * 1000),
     )
     if delay is not None:
         return StepResult("queued", delay_s=delay, writes=writes)
     return StepResult("done", writes=writes)
+
+
+def register(jobs: JobRegistry) -> None:
+    """The callbacks domain's job kind: one delivery attempt."""
+    jobs.add(DELIVER_JOB, deliver, on_crash=_crashed)

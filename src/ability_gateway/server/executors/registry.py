@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ability_gateway.server.config import Settings
 from ability_gateway.server.errors import BadRequest, FieldError, ServiceUnavailable
-from ability_gateway.server.executors.health import CircuitBreaker
 from ability_gateway.server.providers.coze.auth import CozeAuth, JwtAuth, TokenAuth
+from ability_gateway.server.providers.coze.breaker import CircuitBreaker
 from ability_gateway.server.providers.coze.client import CozeExecutor
 
 logger = logging.getLogger(__name__)

@@ -17,17 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
-from ability_gateway.server.db import Database, db_now_ms, storable_text
+from ability_gateway.server.db import Database, storable_text
 from ability_gateway.server.egress import EgressRefused, SafeClient, TooLarge, describe
 from ability_gateway.server.errors import BadRequest, FieldError, PayloadTooLarge
 from ability_gateway.server.media import repository
 from ability_gateway.server.media.sniff import EXTENSIONS, IMAGE_TYPES, sniff
 from ability_gateway.server.media.storage import Storage
-from ability_gateway.server.models import media
 
 _DATA_URL = re.compile(
     r"^data:([\w.+-]+/[\w.+-]+)?((?:;[\w-]+=[\w.+-]+)*);base64,", re.ASCII | re.IGNORECASE
@@ -111,15 +108,11 @@ class MediaService:
         """
         digest = hashlib.sha256(data).hexdigest()
         async with self.db.read() as conn:
-            existing = (
-                await conn.execute(select(media.c.key).where(media.c.sha256 == digest))
-            ).scalar()
+            existing = await repository.key_of(conn, digest)
         if existing is not None and await self.storage.exists(existing):
 
             def touch(conn: Connection) -> None:
-                conn.execute(
-                    update(media).where(media.c.key == existing).values(last_used_at=db_now_ms())
-                )
+                repository.touch(conn, existing)
                 if token_id is not None:
                     repository.link_token(conn, digest, token_id)
 
@@ -132,30 +125,15 @@ class MediaService:
         def record(conn: Connection) -> str:
             if token_id is not None:
                 repository.link_token(conn, digest, token_id)
-            try:
-                with conn.begin_nested():
-                    conn.execute(
-                        insert(media).values(
-                            key=key,
-                            sha256=digest,
-                            content_type=content_type,
-                            size=len(data),
-                            source_url=storable_text(source_url),
-                            created_at=db_now_ms(),
-                            last_used_at=db_now_ms(),
-                        )
-                    )
-                return key
-            except IntegrityError:
-                # Stored concurrently by another task, or left by a retention race.
-                conn.execute(
-                    update(media)
-                    .where(media.c.sha256 == digest)
-                    .values(
-                        key=key, content_type=content_type, size=len(data), last_used_at=db_now_ms()
-                    )
-                )
-                return key
+            repository.record(
+                conn,
+                key=key,
+                sha256=digest,
+                content_type=content_type,
+                size=len(data),
+                source_url=storable_text(source_url),
+            )
+            return key
 
         stored_key = await self.db.run_write(record)
         return await self.storage.public_url(stored_key)

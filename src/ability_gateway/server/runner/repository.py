@@ -312,3 +312,11 @@ def next_due_in_ms(conn: Connection) -> int | None:
         .limit(1)
     ).scalar()
     return None if value is None else int(value)
+
+
+def has_unfinished(conn: Connection, kind: str) -> bool:
+    """Whether a job of ``kind`` is queued or running (for singleton jobs)."""
+    found = conn.execute(
+        select(jobs.c.id).where(jobs.c.kind == kind, jobs.c.state.in_(("queued", "running")))
+    ).first()
+    return found is not None

@@ -19,27 +19,24 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from ability_gateway.server.db import Database
 from ability_gateway.server.errors import DatabaseUnavailable
 from ability_gateway.server.runner import repository
 from ability_gateway.server.runner.claim import ClaimSlice, claim_slices
 from ability_gateway.server.runner.repository import Lease
 from ability_gateway.server.runner.steps import (
+    JobRegistry,
     KindPolicy,
     StepContext,
     StepResult,
-    crash_handler_for,
-    step_for,
 )
-
-if TYPE_CHECKING:
-    from ability_gateway.server.state import GatewayState
 
 logger = logging.getLogger(__name__)
 
@@ -81,29 +78,42 @@ def _budgets(concurrency: int, policies: Mapping[str, KindPolicy]) -> list[_Budg
     return budgets
 
 
+@dataclass(frozen=True, slots=True)
+class RunnerDeps:
+    """What a runner needs from its process, built in the lifespan.
+
+    ``services`` is handed to every step as ``ctx.gateway`` and is opaque here: the queue
+    knows no domain, each step's module names the type it expects. ``notify_task`` wakes
+    the waiters on a task whose state a step (or the sweeper) changed. ``policies``: how
+    jobs of some kinds are claimed (from their domains).
+    """
+
+    db: Database
+    services: object
+    notify_task: Callable[[str], None]
+    concurrency: int
+    poll_seconds: float
+    lease_seconds: float
+    sweep_seconds: float
+    max_crashes: int
+    jobs: JobRegistry
+    policies: Mapping[str, KindPolicy] = field(default_factory=dict)
+
+
 class Runner:
-    def __init__(
-        self,
-        gateway: GatewayState,
-        *,
-        concurrency: int,
-        poll_seconds: float,
-        lease_seconds: float,
-        sweep_seconds: float,
-        max_crashes: int,
-        policies: Mapping[str, KindPolicy] | None = None,
-    ) -> None:
-        self.gateway = gateway
+    def __init__(self, deps: RunnerDeps) -> None:
+        self.deps = deps
+        self.db = deps.db
         self.owner = runner_id()
-        self.concurrency = concurrency
-        self.poll_seconds = poll_seconds
-        self.lease_ms = int(lease_seconds * 1000)
-        self.sweep_seconds = sweep_seconds
-        self.max_crashes = max_crashes
+        self.concurrency = deps.concurrency
+        self.poll_seconds = deps.poll_seconds
+        self.lease_ms = int(deps.lease_seconds * 1000)
+        self.sweep_seconds = deps.sweep_seconds
+        self.max_crashes = deps.max_crashes
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
-        self._budgets = _budgets(concurrency, policies or {})
+        self._budgets = _budgets(deps.concurrency, deps.policies)
         self._budget_of = {kind: b for b in self._budgets[1:] for kind in b.kinds}
 
     # --- lifecycle -------------------------------------------------------------------
@@ -162,7 +172,7 @@ class Runner:
         Returns the step's result once committed, or None when the lease was lost
         (the result was dropped).
         """
-        fn = step_for(lease.kind)
+        fn = self.deps.jobs.step_for(lease.kind)
         step_task = asyncio.ensure_future(self._call(fn, lease, preloaded))
         # Most steps end well within a third of the lease: the heartbeat task only starts
         # if the step is still running then.
@@ -182,7 +192,7 @@ class Runner:
                 step_task.cancel()
                 with contextlib.suppress(Exception):
                     await asyncio.shield(
-                        self.gateway.db.run_write(
+                        self.db.run_write(
                             lambda conn: repository.release(conn, lease.id, lease.token)
                         )
                     )
@@ -192,9 +202,7 @@ class Runner:
             for beat in beats:
                 beat.cancel()
         try:
-            committed = await self.gateway.db.run_write(
-                lambda conn: self._finish(conn, lease, result)
-            )
+            committed = await self.db.run_write(lambda conn: self._finish(conn, lease, result))
         except DatabaseUnavailable:
             committed = await self._finish_when_back(lease, result)
         except Exception as exc:
@@ -202,14 +210,12 @@ class Runner:
             # instead, so the job is retried and, after max_crashes, its task fails visibly.
             logger.exception("job %s: finishing write failed", lease.id)
             result = self._crash_result(lease, f"recording the step failed: {type(exc).__name__}")
-            committed = await self.gateway.db.run_write(
-                lambda conn: self._finish(conn, lease, result)
-            )
+            committed = await self.db.run_write(lambda conn: self._finish(conn, lease, result))
         if not committed:
             logger.info("job %s: lease lost before finishing; result dropped", lease.id)
             return None
         if result.touched_task:
-            self.gateway.task_events.notify(result.touched_task)
+            self.deps.notify_task(result.touched_task)
         if result.state == "queued":
             self.wake_at(result.delay_s)
         return result
@@ -221,11 +227,9 @@ class Runner:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self.lease_ms / 1000
         while loop.time() < give_up:
-            await asyncio.sleep(self.gateway.db.retry_pause(self.poll_seconds))
+            await asyncio.sleep(self.db.retry_pause(self.poll_seconds))
             try:
-                return await self.gateway.db.run_write(
-                    lambda conn: self._finish(conn, lease, result)
-                )
+                return await self.db.run_write(lambda conn: self._finish(conn, lease, result))
             except DatabaseUnavailable:
                 continue
         return False
@@ -234,7 +238,9 @@ class Runner:
         if fn is None:
             return StepResult("failed", error=f"no step registered for job kind {lease.kind!r}")
         try:
-            result: StepResult = await fn(StepContext(self.gateway, lease, preloaded))
+            result: StepResult = await fn(
+                StepContext(self.deps.services, lease, self.owner, preloaded)
+            )
             return result
         except asyncio.CancelledError:
             raise
@@ -247,7 +253,7 @@ class Runner:
 
     def _crash_result(self, lease: Lease, reason: str) -> StepResult:
         if lease.crash_count + 1 >= self.max_crashes:
-            handler = crash_handler_for(lease.kind)
+            handler = self.deps.jobs.crash_handler_for(lease.kind)
             return StepResult(
                 "failed",
                 error=reason,
@@ -281,7 +287,7 @@ class Runner:
         renewed = loop.time() - interval
         while True:
             try:
-                alive = await self.gateway.db.run_write(
+                alive = await self.db.run_write(
                     lambda conn: repository.heartbeat(conn, lease.id, lease.token, self.lease_ms)
                 )
             except Exception as exc:
@@ -315,7 +321,7 @@ class Runner:
                 token = self.new_token()
                 held_back = 0
                 try:
-                    claimed = await self.gateway.db.run_write(
+                    claimed = await self.db.run_write(
                         partial(
                             claim_slices,
                             owner=self.owner,
@@ -329,7 +335,7 @@ class Runner:
                         self.wake_at(0.02)
                 except DatabaseUnavailable:
                     # An outage: the database logs it once; look again less and less often.
-                    await asyncio.sleep(self.gateway.db.retry_pause(self.poll_seconds))
+                    await asyncio.sleep(self.db.retry_pause(self.poll_seconds))
                     continue
                 except Exception:
                     logger.exception("claiming jobs failed; retrying")
@@ -356,9 +362,9 @@ class Runner:
     async def _sweep_loop(self) -> None:
         while True:
             try:
-                swept = await self.gateway.db.run_write(self._sweep)
+                swept = await self.db.run_write(self._sweep)
                 for task_id in swept:
-                    self.gateway.task_events.notify(task_id)
+                    self.deps.notify_task(task_id)
                 if swept:
                     self.wake()
             except DatabaseUnavailable:
@@ -376,7 +382,7 @@ class Runner:
                     f"(last: {row.lease_owner}); giving up"
                 )
                 if repository.fail_crashed(conn, row.id, row.lease_owner, reason):
-                    handler = crash_handler_for(row.kind)
+                    handler = self.deps.jobs.crash_handler_for(row.kind)
                     if handler is not None:
                         handler(conn, row.task_id, row.payload or {}, reason)
                     if row.task_id:

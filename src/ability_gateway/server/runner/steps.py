@@ -1,24 +1,29 @@
-"""The registry of job steps: ``@step("task.run")`` names the function that runs one step of
-a job of that kind. A step is short: it does its work and says what happens next."""
+"""Job steps and their registry: ``jobs.add("task.run", run_task)`` names the function that
+runs one step of a job of that kind. A step is short: it does its work and says what happens
+next."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy.engine import Connection
 
 from ability_gateway.server.runner.repository import Lease
 
-if TYPE_CHECKING:
-    from ability_gateway.server.state import GatewayState
+ServicesT = TypeVar("ServicesT")
 
 
-@dataclass(slots=True)
-class StepContext:
-    gateway: GatewayState
+@dataclass(frozen=True, slots=True)
+class StepContext(Generic[ServicesT]):
+    """What a step is handed. ``gateway``: the services the lifespan gave the runner
+    (``RunnerDeps.services``); the runner never looks inside, the step's module names their
+    type (``StepContext[Services]``). ``owner``: the id of the runner holding the lease."""
+
+    gateway: ServicesT
     lease: Lease
+    owner: str
     # What the caller already knows (the request handler running a first step inline),
     # so the step need not read it back from the database.
     preloaded: Any = None
@@ -53,29 +58,36 @@ class KindPolicy:
     per_key_cap: int | None = None
 
 
-StepFn = Callable[[StepContext], Awaitable[StepResult]]
+StepFn = Callable[[StepContext[Any]], Awaitable[StepResult]]
 # Called in the sweeper's transaction when a job of the kind crashed its runner too often:
 # (connection, task id, job payload, reason). It makes the failure visible.
 CrashFn = Callable[[Connection, str | None, dict[str, Any], str], None]
-_STEPS: dict[str, StepFn] = {}
-_ON_CRASH: dict[str, CrashFn] = {}
 
 
-def step(kind: str, *, on_crash: CrashFn | None = None) -> Callable[[StepFn], StepFn]:
-    def register(fn: StepFn) -> StepFn:
-        if kind in _STEPS and _STEPS[kind] is not fn:
+class JobRegistry:
+    """The job kinds a runner can run, each with its step and crash handler.
+
+    Built in the lifespan (one per process); each domain adds its kinds with one explicit
+    call (``tasks.steps.register(jobs)``), so nothing registers by being imported.
+    """
+
+    def __init__(self) -> None:
+        self._steps: dict[str, StepFn] = {}
+        self._on_crash: dict[str, CrashFn] = {}
+
+    def add(self, kind: str, fn: StepFn, *, on_crash: CrashFn | None = None) -> None:
+        if kind in self._steps and self._steps[kind] is not fn:
             raise ValueError(f"two steps for job kind {kind!r}")
-        _STEPS[kind] = fn
+        self._steps[kind] = fn
         if on_crash is not None:
-            _ON_CRASH[kind] = on_crash
-        return fn
+            self._on_crash[kind] = on_crash
 
-    return register
+    def step_for(self, kind: str) -> StepFn | None:
+        return self._steps.get(kind)
 
+    def crash_handler_for(self, kind: str) -> CrashFn | None:
+        return self._on_crash.get(kind)
 
-def step_for(kind: str) -> StepFn | None:
-    return _STEPS.get(kind)
-
-
-def crash_handler_for(kind: str) -> CrashFn | None:
-    return _ON_CRASH.get(kind)
+    @property
+    def kinds(self) -> frozenset[str]:
+        return frozenset(self._steps)

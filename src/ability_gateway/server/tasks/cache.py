@@ -13,13 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select
-from sqlalchemy.engine import Connection, RowMapping
-from sqlalchemy.exc import IntegrityError
 
 from ability_gateway.server.abilities.catalog import AbilityDefinition
-from ability_gateway.server.db import Database, db_now_ms
-from ability_gateway.server.models import call_logs, result_cache, tasks
+from ability_gateway.server.db import Database
+from ability_gateway.server.tasks import repository
 
 
 def cache_key(ability: AbilityDefinition, parameters: dict[str, Any]) -> str:
@@ -45,56 +42,8 @@ class Hit:
 
 async def lookup(db: Database, key: str) -> Hit | None:
     async with db.read() as conn:
-        row = (
-            await conn.execute(
-                select(result_cache.c.result_payload, tasks.c.token_id)
-                .select_from(
-                    result_cache.outerjoin(tasks, tasks.c.id == result_cache.c.source_task_id)
-                )
-                .where(result_cache.c.key == key, result_cache.c.expires_at > db_now_ms())
-            )
-        ).first()
-    return None if row is None else Hit(dict(row[0]), row[1])
-
-
-def store(
-    conn: Connection, key: str, ability_id: str, payload: dict[str, Any], task_id: str, ttl_ms: int
-) -> None:
-    conn.execute(delete(result_cache).where(result_cache.c.key == key))
-    try:
-        with conn.begin_nested():  # another task may store the same key at the same moment
-            conn.execute(
-                insert(result_cache).values(
-                    key=key,
-                    ability_id=ability_id,
-                    result_payload=payload,
-                    source_task_id=task_id,
-                    created_at=db_now_ms(),
-                    expires_at=db_now_ms() + ttl_ms,
-                )
-            )
-    except IntegrityError:
-        pass  # theirs is as good as ours
-
-
-def record_hit(
-    conn: Connection, task_id: str, executor_id: str, workflow_id: str, node: str
-) -> int:
-    """The call log row of a hit: no upstream call was made, and the log says so."""
-    result = conn.execute(
-        insert(call_logs)
-        .values(
-            task_id=task_id,
-            executor_id=executor_id,
-            node=node,
-            workflow_id=workflow_id,
-            operation="cache.hit",
-            duration_ms=0,
-            created_at=db_now_ms(),
-        )
-        .returning(call_logs.c.id)
-    )
-    return int(result.scalar_one())
+        found = await repository.find_cached(conn, key)
+    return None if found is None else Hit(*found)
 
 
 # What identifies the upstream run that made a result: another token's hit gets none of it.
@@ -141,4 +90,4 @@ class Flights:
             flight.set_result(None)
 
 
-__all__ = ["Flights", "Hit", "RowMapping", "cache_key", "lookup", "record_hit", "reuse", "store"]
+__all__ = ["Flights", "Hit", "cache_key", "lookup", "reuse"]

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import RowMapping, bindparam, func, insert, select, update
+from sqlalchemy import RowMapping, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ability_gateway.server.db import db_now_ms, storable_text
-from ability_gateway.server.models import call_logs, deliveries, tasks
+from ability_gateway.server.models import call_logs, deliveries, result_cache, tasks
 from ability_gateway.server.providers.coze.client import CozeCall
 from ability_gateway.server.tasks.schemas import TERMINAL_STATUSES
 
@@ -253,3 +254,70 @@ async def count_active(conn: AsyncConnection, token_id: str) -> int:
 async def get_task(conn: AsyncConnection, task_id: str, token_id: str) -> RowMapping | None:
     result = await conn.execute(_GET_TASK, {"task_id": task_id, "token_id": token_id})
     return result.mappings().first()
+
+
+async def waiting_on(conn: AsyncConnection, external_id: str) -> tuple[str, str, str] | None:
+    """The task waiting on an external generation job: (id, token id, status)."""
+    row = (
+        await conn.execute(
+            select(tasks.c.id, tasks.c.token_id, tasks.c.status).where(
+                tasks.c.external_id == external_id
+            )
+        )
+    ).first()
+    return None if row is None else (str(row.id), str(row.token_id), str(row.status))
+
+
+# --- the result cache -------------------------------------------------------------------
+
+
+async def find_cached(conn: AsyncConnection, key: str) -> tuple[dict[str, Any], str | None] | None:
+    """A cached result not yet expired, and the token of the task that made it."""
+    row = (
+        await conn.execute(
+            select(result_cache.c.result_payload, tasks.c.token_id)
+            .select_from(result_cache.outerjoin(tasks, tasks.c.id == result_cache.c.source_task_id))
+            .where(result_cache.c.key == key, result_cache.c.expires_at > db_now_ms())
+        )
+    ).first()
+    return None if row is None else (dict(row[0]), row[1])
+
+
+def store_cached(
+    conn: Connection, key: str, ability_id: str, payload: dict[str, Any], task_id: str, ttl_ms: int
+) -> None:
+    conn.execute(delete(result_cache).where(result_cache.c.key == key))
+    try:
+        with conn.begin_nested():  # another task may store the same key at the same moment
+            conn.execute(
+                insert(result_cache).values(
+                    key=key,
+                    ability_id=ability_id,
+                    result_payload=payload,
+                    source_task_id=task_id,
+                    created_at=db_now_ms(),
+                    expires_at=db_now_ms() + ttl_ms,
+                )
+            )
+    except IntegrityError:
+        pass  # theirs is as good as ours
+
+
+def insert_cache_hit_log(
+    conn: Connection, task_id: str, executor_id: str, workflow_id: str, node: str
+) -> int:
+    """The call log row of a hit: no upstream call was made, and the log says so."""
+    result = conn.execute(
+        insert(call_logs)
+        .values(
+            task_id=task_id,
+            executor_id=executor_id,
+            node=node,
+            workflow_id=workflow_id,
+            operation="cache.hit",
+            duration_ms=0,
+            created_at=db_now_ms(),
+        )
+        .returning(call_logs.c.id)
+    )
+    return int(result.scalar_one())

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ability_gateway.server.errors import ErrorBody, FieldProblem
+
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "canceled", "timeout"]
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "timeout"})
 
@@ -41,6 +43,7 @@ class InvokeResult(BaseModel):
     requestId: str
     logId: int | None
     durationMs: int | None
+    texts: list[str] = Field(description="Text outputs: a prompt, or tags as JSON text.")
     images: list[Media]
     videos: list[Media]
     assets: list[dict[str, Any]]
@@ -76,28 +79,22 @@ class TaskList(BaseModel):
     nextCursor: str | None
 
 
-class FieldProblem(BaseModel):
-    field: str = Field(description="Where: `inputs.url`, `callbackUrl`, `body`, …")
-    problem: str
+class CallbackBody(BaseModel):
+    """What a task's callback POSTs (spec §3.4.3, plus ``errorCode``), signed per Standard
+    Webhooks (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``)."""
+
+    requestId: str
+    taskId: str
+    abilityId: str
+    status: TaskStatus
+    durationMs: int | None
+    texts: list[str]
+    images: list[Media]
+    videos: list[Media]
+    assets: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    errorMessage: str | None = Field(description="Why the task did not succeed (else null).")
+    errorCode: int | None = Field(description="The error's code (Coze's, or the HTTP status).")
 
 
-class ErrorBody(BaseModel):
-    """The one error body of every failure."""
-
-    model_config = ConfigDict(extra="allow")
-
-    code: int = Field(
-        description="The HTTP status for the gateway's own errors; Coze's code (e.g. "
-        "720701013) when a workflow failed."
-    )
-    message: str
-    requestId: str = Field(description="This request's X-Request-ID: quote it to the admins.")
-    errors: list[FieldProblem] | None = Field(
-        None, description="Bad input (400): one entry per field, all at once."
-    )
-    taskId: str | None = Field(None, description="The task the error is about, when there is one.")
-    status: TaskStatus | None = Field(None, description="That task's status.")
-    logId: int | None = Field(
-        None, description="The call log row of the upstream call (admins look it up)."
-    )
-    debugUrl: str | None = Field(None, description="Coze's debug URL of the failed run.")
+__all__ = ["CallbackBody", "ErrorBody", "FieldProblem", "InvokeResult", "Task", "TaskList"]

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from ability_gateway.server.callbacks.repository import enqueue_for_task
 from ability_gateway.server.tasks import repository
+from ability_gateway.server.tasks.bodies import callback_body
 
 
 def finish(
@@ -36,12 +37,12 @@ def finish(
         error_payload=error_payload,
     )
     if row is not None:
-        enqueue_for_task(conn, row)
+        enqueue_for_task(conn, row, callback_body(row))
     return row
 
 
 def cancel(conn: Connection, task_id: str, token_id: str) -> RowMapping | None:
     row = repository.cancel_task(conn, task_id, token_id)
     if row is not None:
-        enqueue_for_task(conn, row)
+        enqueue_for_task(conn, row, callback_body(row))
     return row

@@ -24,8 +24,8 @@ from typing import Any, Literal
 import aiohttp
 import orjson
 
-from ability_gateway.server.executors.health import CircuitBreaker
 from ability_gateway.server.providers.coze.auth import CozeAuth, CozeAuthError, TokenAuth
+from ability_gateway.server.providers.coze.breaker import CircuitBreaker
 from ability_gateway.server.providers.coze.parsing import (
     as_int,
     as_str,

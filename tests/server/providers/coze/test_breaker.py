@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ability_gateway.server.executors.health import CircuitBreaker
+from ability_gateway.server.providers.coze.breaker import CircuitBreaker
 
 
 class Clock:

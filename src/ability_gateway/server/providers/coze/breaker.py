@@ -1,4 +1,5 @@
-"""A circuit breaker per executor (per node).
+"""A circuit breaker per executor (a Coze account), on each node; its client records each
+call's outcome, the registry (executors/registry.py) builds one per executor.
 
     closed ──N consecutive failures──▶ open ──open period──▶ half_open
       ▲                                                         │ one probe
