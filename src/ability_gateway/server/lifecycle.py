@@ -86,7 +86,10 @@ async def gateway_state(
             sweep_seconds=settings.sweep_seconds,
             max_crashes=settings.max_crashes,
             jobs=jobs,
-            policies=callback_jobs.claim_policies(settings),
+            policies={
+                **task_jobs.claim_policies(executors),
+                **callback_jobs.claim_policies(settings),
+            },
         )
     )
     state = GatewayState(

@@ -186,6 +186,51 @@ executors:
         assert second_start >= first_end - 5  # never two calls at once on this account
 
 
+async def test_the_concurrency_cap_holds_for_sync_invocations_run_inline(
+    live: LiveFactory, tmp_path: Path
+) -> None:
+    """A sync invoke takes its job's lease itself only while the executor has room; the
+    others are claimed by the runner in turn, and every caller still gets its answer."""
+
+    def capped(sim: str) -> Path:
+        return write(
+            tmp_path,
+            f"""
+executors:
+  - {{id: capped, baseUrl: "{sim}", auth: {{type: token, token: pat_simulator}}, maxConcurrency: 1}}
+""",
+        )
+
+    async with live("--latency-ms", "200", coze_api_token=None, executors_file=capped) as gw:
+        image = f"{gw.sim_url}/files/samples/square.png"
+        answers = await asyncio.gather(
+            *(
+                gw.invoke(
+                    "ability_coze_prompt_extract",
+                    {"inputs": {"url": f"{image}?n={n}"}},
+                    **{"Cache-Control": "no-cache"},
+                )
+                for n in range(4)
+            )
+        )
+        assert [a.status_code for a in answers] == [200] * 4
+        assert all(a.json()["status"] == "succeeded" for a in answers)
+        async with gw.state.db.read() as conn:
+            spans = sorted(
+                (int(r.created_at) - int(r.duration_ms), int(r.created_at))
+                for r in (
+                    await conn.execute(
+                        select(call_logs.c.created_at, call_logs.c.duration_ms).where(
+                            call_logs.c.operation == "workflow.run"
+                        )
+                    )
+                ).all()
+            )
+    assert len(spans) == 4
+    for (_, first_end), (second_start, _) in itertools.pairwise(spans):
+        assert second_start >= first_end - 5  # never two calls at once on this account
+
+
 async def test_an_oauth_jwt_service_app_executor(live: LiveFactory, tmp_path: Path) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from ability_gateway.server.app import create_app
 from ability_gateway.server.models import jobs
 from ability_gateway.server.runner import claim as claiming
-from ability_gateway.server.runner import repository
+from ability_gateway.server.runner import queue, repository
 from ability_gateway.server.runner.claim import ClaimSlice
 from ability_gateway.server.state import GatewayState
 from tests.conftest import make_settings
@@ -37,19 +38,18 @@ async def gateway(tmp_path: Path) -> AsyncIterator[GatewayState]:
 
 
 def keyed(limit: int) -> ClaimSlice:
-    return ClaimSlice(kinds=(KIND,), exclude=False, limit=limit, key_caps=((KIND, CAP),))
+    return ClaimSlice(kinds=(KIND,), exclude=False, limit=limit, key_caps=((KIND, None, CAP),))
 
 
 async def enqueue(state: GatewayState, *keys: str | None, kind: str = KIND) -> list[int]:
     def write(conn: object) -> list[int]:
         return [
-            repository.insert_job(
+            queue.enqueue(
                 conn,  # type: ignore[arg-type]
-                kind=kind,
-                task_id=None,
+                kind,
                 payload={"key": key},
                 concurrency_key=key,
-            )
+            ).id
             for key in keys
         ]
 
@@ -196,3 +196,85 @@ async def test_a_claim_during_another_nodes_keyed_claim_still_takes_uncapped_job
         await engine.dispose()
     assert Counter(lease.kind for lease in during.leases) == {"test.other": 3}
     assert during.contended  # the runner claims its keyed kinds again a moment later
+
+
+async def test_a_key_may_have_a_cap_of_its_own_beside_its_kinds_cap(
+    gateway: GatewayState,
+) -> None:
+    await enqueue(gateway, *["solo"] * 3, *["x"] * 4)
+    caps = ((KIND, "solo", 1), (KIND, None, CAP))
+    claimed = await claim(gateway, ClaimSlice((KIND,), False, 10, caps))
+    assert Counter(lease.payload["key"] for lease in claimed.leases) == {"solo": 1, "x": CAP}
+    assert claimed.held_back == 2 + (4 - CAP)
+
+
+async def test_only_named_keys_are_capped_when_the_kind_has_no_cap_of_its_own(
+    gateway: GatewayState,
+) -> None:
+    await enqueue(gateway, *["solo"] * 3, *["free"] * 4)
+    claimed = await claim(gateway, ClaimSlice((KIND,), False, 10, ((KIND, "solo", 1),)))
+    assert Counter(lease.payload["key"] for lease in claimed.leases) == {"solo": 1, "free": 4}
+
+
+def leased_enqueue(key: str, cap: int | None) -> Callable[[Connection], queue.Enqueued]:
+    request = queue.LeaseRequest("handler", "tok", 60_000, key_cap=cap)
+    return lambda conn: queue.enqueue(conn, KIND, concurrency_key=key, lease=request)
+
+
+async def test_an_enqueue_takes_the_lease_only_while_its_key_has_room(
+    gateway: GatewayState,
+) -> None:
+    first = await gateway.db.run_write(leased_enqueue("x", 2))
+    second = await gateway.db.run_write(leased_enqueue("x", 2))
+    third = await gateway.db.run_write(leased_enqueue("x", 2))
+    other = await gateway.db.run_write(leased_enqueue("y", 2))
+    uncapped = await gateway.db.run_write(leased_enqueue("x", None))
+    assert [j.leased for j in (first, second, third, other, uncapped)] == [
+        True,
+        True,
+        False,  # x is at its cap: written queued, for a runner to claim in turn
+        True,
+        True,
+    ]
+    assert first.leased_at_ms is not None
+    assert third.leased_at_ms is None
+    assert await running_by_key(gateway) == {"x": 3, "y": 1}
+    # The queued one is claimed once x has room, not before.
+    assert await claim(gateway, keyed(limit=10)) == claiming.Claimed([], 0)
+
+
+@pytest.mark.skipif(TEST_DATABASE != "postgresql", reason="concurrent nodes: PostgreSQL")
+async def test_an_enqueue_waits_for_another_nodes_claim_before_counting(
+    gateway: GatewayState,
+) -> None:
+    # Node A's claim took x's last place and has not committed: node B's leased enqueue must
+    # not see room (it waits on the claim's lock, then counts A's claim).
+    await enqueue(gateway, "x")
+    engine = create_async_engine(gateway.settings.resolved_database_url)
+    try:
+        async with engine.connect() as first:
+            await first.begin()
+            mine = await first.run_sync(
+                partial(
+                    claiming.claim_slices,
+                    owner="a",
+                    token="ta",
+                    ttl_ms=60_000,
+                    slices=[ClaimSlice((KIND,), False, 10, ((KIND, None, 1),))],
+                )
+            )
+
+            async def other_node() -> queue.Enqueued:
+                async with engine.begin() as conn:
+                    return await conn.run_sync(leased_enqueue("x", 1))
+
+            pending = asyncio.ensure_future(other_node())
+            await asyncio.sleep(0.3)
+            assert not pending.done()  # held by A's lock
+            await first.commit()
+            theirs = await asyncio.wait_for(pending, 10)
+    finally:
+        await engine.dispose()
+    assert len(mine.leases) == 1
+    assert not theirs.leased
+    assert await running_by_key(gateway) == {"x": 1}

@@ -16,7 +16,7 @@ from ability_gateway.server.auth.service import create_token
 from ability_gateway.server.db import db_now_ms
 from ability_gateway.server.models import jobs, tasks
 from ability_gateway.server.runner import claim as claiming
-from ability_gateway.server.runner import repository
+from ability_gateway.server.runner import queue, repository
 from ability_gateway.server.runner.steps import StepContext, StepResult
 from ability_gateway.server.state import GatewayState
 from ability_gateway.server.tasks import repository as task_repository
@@ -64,9 +64,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[GatewayState]:
 
 async def enqueue(state: GatewayState, *, task_id: str | None = None, delay_ms: int = 0) -> int:
     job_id = await state.db.run_write(
-        partial(
-            repository.insert_job, kind="test.echo", task_id=task_id, payload={}, delay_ms=delay_ms
-        )
+        lambda conn: queue.enqueue(conn, "test.echo", task_id=task_id, delay_ms=delay_ms).id
     )
     state.runner.wake()
     return job_id
@@ -132,9 +130,7 @@ async def test_a_rescheduled_job_runs_again_later(engine: GatewayState) -> None:
 
 async def test_a_finish_with_a_stale_token_changes_nothing(engine: GatewayState) -> None:
     await engine.runner.stop(grace_seconds=0)  # claim by hand
-    job_id = await engine.db.run_write(
-        partial(repository.insert_job, kind="test.echo", task_id=None, payload={})
-    )
+    job_id = await engine.db.run_write(lambda conn: queue.enqueue(conn, "test.echo").id)
     leases = await engine.db.run_write(
         partial(claiming.claim, owner="a", token="tok-a", ttl_ms=60_000, limit=10)
     )
@@ -155,12 +151,13 @@ async def test_a_finish_with_a_stale_token_changes_nothing(engine: GatewayState)
 
 async def test_an_expired_lease_is_swept_back_and_run_again(engine: GatewayState) -> None:
     job_id = await engine.db.run_write(
-        partial(
-            repository.insert_job,
-            kind="test.echo",
-            task_id=None,
-            payload={},
-            lease=("dead-runner", "tok-dead", 100),
+        lambda conn: (
+            queue.enqueue(
+                conn,
+                "test.echo",
+                task_id=None,
+                lease=queue.LeaseRequest("dead-runner", "tok-dead", 100),
+            ).id
         )
     )
     await until(lambda: _state_is(engine, job_id, "done"))
@@ -175,12 +172,13 @@ async def test_a_job_whose_runner_crashed_three_times_fails_with_its_task(
 ) -> None:
     task_id = await make_task(engine)
     job_id = await engine.db.run_write(
-        partial(
-            repository.insert_job,
-            kind="test.echo",
-            task_id=task_id,
-            payload={},
-            lease=("dead-runner", "tok-dead", 100),
+        lambda conn: (
+            queue.enqueue(
+                conn,
+                "test.echo",
+                task_id=task_id,
+                lease=queue.LeaseRequest("dead-runner", "tok-dead", 100),
+            ).id
         )
     )
     await engine.db.run_write(
@@ -251,7 +249,7 @@ async def _no_running_steps(state: GatewayState) -> bool:
 async def test_a_crash_requeue_keeps_the_jobs_payload(engine: GatewayState) -> None:
     await engine.runner.stop(grace_seconds=0)
     job_id = await engine.db.run_write(
-        partial(repository.insert_job, kind="test.echo", task_id=None, payload={"phase": "x"})
+        lambda conn: queue.enqueue(conn, "test.echo", payload={"phase": "x"}).id
     )
     leases = await engine.db.run_write(
         partial(claiming.claim, owner="a", token="tok", ttl_ms=60_000, limit=1)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ability_gateway.server.db import db_now_ms
 from ability_gateway.server.ids import new_id
 from ability_gateway.server.models import deliveries, delivery_attempts, tokens
-from ability_gateway.server.runner import repository as jobs
+from ability_gateway.server.runner.queue import enqueue
 
 DELIVER_JOB = "callback.deliver"
 
@@ -44,9 +44,9 @@ def enqueue_for_task(conn: Connection, row: RowMapping, payload: dict[str, Any])
             "body": body,
         },
     )
-    jobs.insert_job(
+    enqueue(
         conn,
-        kind=DELIVER_JOB,
+        DELIVER_JOB,
         task_id=row["id"],
         payload={"deliveryId": delivery_id},
         concurrency_key=row["token_id"],  # the per-token cap of deliveries in flight

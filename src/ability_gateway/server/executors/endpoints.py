@@ -10,7 +10,8 @@ from ability_gateway.server.auth.service import SCOPE_ADMIN
 from ability_gateway.server.deps import CurrentToken, Gateway
 from ability_gateway.server.http import JSONResponse
 from ability_gateway.server.openapi import ERROR_RESPONSES
-from ability_gateway.server.runner.repository import running_for_executor
+from ability_gateway.server.runner.queue import running_with_key
+from ability_gateway.server.tasks.steps import TASK_JOB
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
@@ -21,7 +22,10 @@ async def list_executors(gateway: Gateway, token: CurrentToken) -> JSONResponse:
     token.require(SCOPE_ADMIN)
     items = []
     for executor in gateway.executors.all():
-        running = await gateway.db.run_write(partial(running_for_executor, executor_id=executor.id))
+        # A task's job is keyed by its executor: its steps running now, on every node.
+        running = await gateway.db.run_write(
+            partial(running_with_key, kind=TASK_JOB, key=executor.id)
+        )
         items.append(
             {
                 "id": executor.id,

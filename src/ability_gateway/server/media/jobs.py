@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from ability_gateway.server.media import repository as media_repository
 from ability_gateway.server.runner import repository as job_repository
+from ability_gateway.server.runner.queue import enqueue
 from ability_gateway.server.runner.steps import JobRegistry, StepContext, StepResult
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ BATCH = 500
 def ensure_scheduled(conn: Connection) -> None:
     """One retention job in the queue (started with the runner; duplicates would be harmless)."""
     if not job_repository.has_unfinished(conn, RETENTION_JOB):
-        job_repository.insert_job(conn, kind=RETENTION_JOB, task_id=None, payload={})
+        enqueue(conn, RETENTION_JOB)
 
 
 async def remove_unused_media(ctx: StepContext[Services]) -> StepResult:

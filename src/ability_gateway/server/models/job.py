@@ -1,12 +1,13 @@
-"""Jobs: internal units of background work (a task's steps; later, callback deliveries).
+"""Jobs: internal units of background work (a task's steps, callback deliveries, retention).
 
     queued ──claim──▶ running ──finish──▶ done | failed | canceled
       ▲                 │
       └──reschedule─────┘   (a long wait is a short step that sets next_run_at)
       └──sweeper────────┘   (lease expired: the runner died; crash_count + 1, failed at 3)
 
-``concurrency_key`` (set at enqueue, e.g. a delivery's token) lets a kind's claim policy cap
-how many jobs of that kind with the same key run at once, on every node together.
+``concurrency_key`` (set at enqueue: a task job's executor, a delivery's token) lets a kind's
+claim policy cap how many jobs of that kind with the same key run at once, on every node
+together.
 
 A running job is leased: ``lease_owner`` / ``lease_token`` / ``lease_expires_at``
 (renewed by a heartbeat). Every write that ends a step checks the token (fencing):

@@ -2,13 +2,16 @@
 budgets), each with its own kinds and limit, and the per-kind policies in it.
 
 A slice's key caps are part of that statement: a due job whose ``concurrency_key`` already has
-``cap`` running jobs of its kind (any node) is passed over, and of the jobs of one key found due
+its cap of running jobs of its kind (any node) is passed over, and of the jobs of one key found due
 together only as many as still fit are taken. On PostgreSQL a claim with key caps first takes a
 transaction-scoped advisory lock, so that its statement's snapshot sees every other node's
 committed claim (two statements running at the same moment would each count only what was
 committed before they began); SQLite has one writer anyway. The lock is only tried: while
 another node holds it, a claim takes its uncapped slices alone and says so (``contended``),
 and the runner looks again a moment later.
+
+The claim reads the database clock; a test may hand it ``now_ms`` instead, to claim as if
+at that moment (a job due later, a lease taken at a known time).
 """
 
 from __future__ import annotations
@@ -16,27 +19,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, literal, null, or_, select, union_all, update
+from sqlalchemy import BigInteger, and_, case, func, literal, null, or_, select, union_all, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import CTE, CompoundSelect, Select
 
 from ability_gateway.server.db import db_now_ms
 from ability_gateway.server.models import jobs
+from ability_gateway.server.runner.queue import KEYED_LOCK
 from ability_gateway.server.runner.repository import Lease
 
 
 @dataclass(frozen=True, slots=True)
 class ClaimSlice:
     """One slot budget's part of a claim: up to ``limit`` due jobs whose kind is one of
-    ``kinds`` (with ``exclude``: is none of them). ``key_caps`` holds (kind, cap) pairs: at
-    most ``cap`` jobs of that kind with the same ``concurrency_key`` run at once, counting
-    every node's; jobs without a key are not capped."""
+    ``kinds`` (with ``exclude``: is none of them). ``key_caps`` holds (kind, key, cap)
+    triples: at most ``cap`` jobs of that kind with that ``concurrency_key`` (None: with any
+    one key, where no triple names the key) run at once, counting every node's; jobs without
+    a key are not capped."""
 
     kinds: tuple[str, ...]
     exclude: bool
     limit: int
-    key_caps: tuple[tuple[str, int], ...] = ()
+    key_caps: tuple[tuple[str, str | None, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,24 +54,32 @@ class Claimed:
     contended: bool = False
 
 
-# Serialises claims that count running jobs per key, across nodes (PostgreSQL): b"agwclaim".
-_KEYED_CLAIM_LOCK = 0x616777636C61696D
-
-
-def claim(conn: Connection, owner: str, token: str, ttl_ms: int, limit: int) -> list[Lease]:
+def claim(
+    conn: Connection,
+    owner: str,
+    token: str,
+    ttl_ms: int,
+    limit: int,
+    now_ms: int | None = None,
+) -> list[Lease]:
     """Lease up to ``limit`` due jobs of any kind, without key caps."""
     whole = ClaimSlice(kinds=(), exclude=True, limit=limit)
-    return claim_slices(conn, owner, token, ttl_ms, [whole]).leases
+    return claim_slices(conn, owner, token, ttl_ms, [whole], now_ms=now_ms).leases
 
 
 def claim_slices(
-    conn: Connection, owner: str, token: str, ttl_ms: int, slices: Sequence[ClaimSlice]
+    conn: Connection,
+    owner: str,
+    token: str,
+    ttl_ms: int,
+    slices: Sequence[ClaimSlice],
+    now_ms: int | None = None,
 ) -> Claimed:
     """Lease due jobs for each slice, in one statement (SKIP LOCKED where the database has it)."""
     slices = [s for s in slices if s.limit > 0]
     contended = False
     if conn.dialect.name == "postgresql" and any(s.key_caps for s in slices):
-        locked = select(func.pg_try_advisory_xact_lock(_KEYED_CLAIM_LOCK))
+        locked = select(func.pg_try_advisory_xact_lock(KEYED_LOCK))
         if not conn.execute(locked).scalar_one():
             slices = [s for s in slices if not s.key_caps]
             contended = True
@@ -81,8 +94,9 @@ def claim_slices(
     )
     picks: list[Select[int]] = []
     held_back_total: ColumnElement[int] = literal(0)
+    clock: ColumnElement[int] = db_now_ms() if now_ms is None else literal(now_ms, BigInteger)
     for number, part in enumerate(slices):
-        pick, held_back = _slice(part, number, busy)
+        pick, held_back = _slice(part, number, busy, clock)
         picks.append(pick)
         if held_back is not None:
             held_back_total = held_back_total + held_back
@@ -94,10 +108,10 @@ def claim_slices(
             state="running",
             lease_owner=owner,
             lease_token=token,
-            lease_expires_at=db_now_ms() + ttl_ms,
-            claimed_at=db_now_ms(),
+            lease_expires_at=clock + ttl_ms,
+            claimed_at=clock,
             steps=jobs.c.steps + 1,
-            updated_at=db_now_ms(),
+            updated_at=clock,
         )
         .returning(
             jobs.c.id,
@@ -106,12 +120,22 @@ def claim_slices(
             jobs.c.payload,
             jobs.c.steps,
             jobs.c.crash_count,
+            jobs.c.claimed_at,
             held_back_total.label("held_back"),
         )
     ).all()
     return Claimed(
         [
-            Lease(r.id, r.kind, r.task_id, r.payload or {}, token, r.steps, r.crash_count)
+            Lease(
+                r.id,
+                r.kind,
+                r.task_id,
+                r.payload or {},
+                token,
+                r.steps,
+                r.crash_count,
+                int(r.claimed_at),
+            )
             for r in rows
         ],
         int(rows[0].held_back) if rows else 0,
@@ -120,12 +144,12 @@ def claim_slices(
 
 
 def _slice(
-    part: ClaimSlice, number: int, busy: CTE
+    part: ClaimSlice, number: int, busy: CTE, clock: ColumnElement[int]
 ) -> tuple[Select[int], ColumnElement[int] | None]:
     """The ids one slice takes, and (with key caps) how many it found but held back."""
     conditions: list[ColumnElement[bool]] = [
         jobs.c.state == "queued",
-        jobs.c.next_run_at <= db_now_ms(),
+        jobs.c.next_run_at <= clock,
     ]
     if part.kinds:
         conditions.append(
@@ -144,7 +168,7 @@ def _slice(
             .prefix_with("MATERIALIZED")
         )
         return select(due.c.id), None
-    cap = case(dict(part.key_caps), value=jobs.c.kind, else_=null())
+    cap = _cap_of_job(part.key_caps)
     running = func.coalesce(busy.c.n, 0)
     # A key already at its cap is passed over: the jobs behind it are found instead.
     conditions.append(or_(jobs.c.concurrency_key.is_(None), cap.is_(None), running < cap))
@@ -191,3 +215,15 @@ def _slice(
     found = select(func.count()).select_from(due).scalar_subquery()
     taken = select(func.count()).select_from(pick).scalar_subquery()
     return select(pick.c.id), found - taken
+
+
+def _cap_of_job(key_caps: tuple[tuple[str, str | None, int], ...]) -> ColumnElement[int]:
+    """The cap that applies to a job's (kind, key), or NULL: a key's own cap first, then its
+    kind's cap for any key."""
+    named = [(k, key, cap) for k, key, cap in key_caps if key is not None]
+    default = [(k, cap) for k, key, cap in key_caps if key is None]
+    whens: list[tuple[ColumnElement[bool], int]] = [
+        (and_(jobs.c.kind == k, jobs.c.concurrency_key == key), cap) for k, key, cap in named
+    ]
+    whens += [(jobs.c.kind == k, cap) for k, cap in default]
+    return case(*whens, else_=null())

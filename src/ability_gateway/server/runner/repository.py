@@ -1,8 +1,9 @@
-"""Every query on the jobs table but the claim: enqueue, heartbeat, fenced finish, sweep.
+"""Every query on the jobs table but the claim and enqueue: heartbeat, fenced finish, sweep.
 
 All due-time and lease comparisons use the database clock (``db_now_ms``), so
 nodes with skewed clocks agree. Writes are sync functions for ``Database.run_write``.
-The claim statement, with its per-kind policies, is in ``claim.py``.
+The claim statement, with its per-kind policies, is in ``claim.py``; creating a job, in
+``queue.py``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,8 @@ from sqlalchemy import (
     BigInteger,
     Integer,
     Text,
-    and_,
     bindparam,
     func,
-    insert,
-    or_,
     select,
     update,
 )
@@ -42,62 +40,9 @@ class Lease:
     token: str
     steps: int
     crash_count: int
-
-
-_INSERT_QUEUED = (
-    insert(jobs)
-    .values(
-        state="queued",
-        next_run_at=db_now_ms() + bindparam("b_delay"),
-        steps=0,
-        crash_count=0,
-        created_at=db_now_ms(),
-        updated_at=db_now_ms(),
-    )
-    .returning(jobs.c.id)
-)
-_INSERT_LEASED = (
-    insert(jobs)
-    .values(
-        state="running",
-        next_run_at=db_now_ms(),
-        lease_expires_at=db_now_ms() + bindparam("b_ttl"),
-        claimed_at=db_now_ms(),
-        steps=1,
-        crash_count=0,
-        created_at=db_now_ms(),
-        updated_at=db_now_ms(),
-    )
-    .returning(jobs.c.id)
-)
-
-
-def insert_job(
-    conn: Connection,
-    *,
-    kind: str,
-    task_id: str | None,
-    payload: dict[str, Any],
-    delay_ms: int = 0,
-    lease: tuple[str, str, int] | None = None,
-    concurrency_key: str | None = None,
-) -> int:
-    """Enqueue a job due after ``delay_ms``. With ``lease`` = (owner, token, ttl_ms) the job is
-    created already claimed by that owner: the request handler that runs its first step.
-    ``concurrency_key``: what the kind's key cap counts the job under (e.g. its token)."""
-    values: dict[str, Any] = {
-        "kind": kind,
-        "task_id": task_id,
-        "payload": payload,
-        "concurrency_key": concurrency_key,
-    }
-    if lease is None:
-        result = conn.execute(_INSERT_QUEUED, {**values, "b_delay": delay_ms})
-    else:
-        owner, token, ttl_ms = lease
-        values.update(lease_owner=owner, lease_token=token, b_ttl=ttl_ms)
-        result = conn.execute(_INSERT_LEASED, values)
-    return int(result.scalar_one())
+    # The clock when the lease was taken (the database's; a test's own when it gives one):
+    # what the step measures its task's deadline against.
+    now_ms: int
 
 
 _HEARTBEAT = (
@@ -175,33 +120,6 @@ def finish(
     return bool(conn.execute(statement, params).rowcount)
 
 
-def running_for_executor(conn: Connection, executor_id: str, before_job: int | None = None) -> int:
-    """Task steps running now (any node) for tasks of this executor; with ``before_job``, only
-    those claimed before that job (ties by id), so a step proceeds only while fewer than the
-    cap were claimed ahead of it, and jobs claimed together never all step back."""
-    from ability_gateway.server.models import tasks
-
-    query = (
-        select(func.count())
-        .select_from(jobs.join(tasks, tasks.c.id == jobs.c.task_id))
-        .where(
-            jobs.c.state == "running",
-            jobs.c.kind == "task.run",
-            tasks.c.executor_id == executor_id,
-        )
-    )
-    if before_job is not None:
-        mine = select(jobs.c.claimed_at).where(jobs.c.id == before_job).scalar_subquery()
-        query = query.where(
-            jobs.c.id != before_job,
-            or_(
-                jobs.c.claimed_at < mine,
-                and_(jobs.c.claimed_at == mine, jobs.c.id < before_job),
-            ),
-        )
-    return int(conn.execute(query).scalar_one())
-
-
 def release(conn: Connection, job_id: int, token: str) -> bool:
     """Give a lease back on a graceful stop: due again at once, not counted as a crash."""
     result = conn.execute(
@@ -246,9 +164,21 @@ def end_for_task(conn: Connection, task_id: str, state: str, kind: str | None = 
     return int(result.rowcount)
 
 
-def expired(conn: Connection, limit: int) -> list[Any]:
+@dataclass(frozen=True, slots=True)
+class ExpiredJob:
+    """A running job whose lease ran out, as the sweeper sees it."""
+
+    id: int
+    kind: str
+    task_id: str | None
+    payload: dict[str, Any]
+    crash_count: int
+    lease_owner: str | None
+
+
+def expired(conn: Connection, limit: int) -> list[ExpiredJob]:
     """Running jobs whose lease ran out: their runner died (or stalled past its lease)."""
-    return list(
+    rows = (
         conn.execute(
             select(
                 jobs.c.id,
@@ -262,8 +192,13 @@ def expired(conn: Connection, limit: int) -> list[Any]:
             .order_by(jobs.c.lease_expires_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
-        ).all()
+        )
+        .all()
     )
+    return [
+        ExpiredJob(id, kind, task_id, payload or {}, crash_count, owner)
+        for id, kind, task_id, payload, crash_count, owner in rows
+    ]
 
 
 def requeue_crashed(conn: Connection, job_id: int, owner: str | None) -> bool:

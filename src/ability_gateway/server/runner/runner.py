@@ -30,11 +30,13 @@ from ability_gateway.server.db import Database
 from ability_gateway.server.errors import DatabaseUnavailable
 from ability_gateway.server.runner import repository
 from ability_gateway.server.runner.claim import ClaimSlice, claim_slices
+from ability_gateway.server.runner.queue import LeaseRequest
 from ability_gateway.server.runner.repository import Lease
 from ability_gateway.server.runner.steps import (
     JobRegistry,
     KindPolicy,
     StepContext,
+    StepFn,
     StepResult,
 )
 
@@ -52,7 +54,7 @@ class _Budget:
     kinds: tuple[str, ...]
     shared: bool
     slots: int
-    key_caps: tuple[tuple[str, int], ...]
+    key_caps: tuple[tuple[str, str | None, int], ...]
     running: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def slice(self) -> ClaimSlice | None:
@@ -66,15 +68,17 @@ class _Budget:
 def _budgets(concurrency: int, policies: Mapping[str, KindPolicy]) -> list[_Budget]:
     """The shared budget first, then one per kind with slots of its own."""
     own = sorted(kind for kind, policy in policies.items() if policy.slots is not None)
-    caps = {kind: p.per_key_cap for kind, p in policies.items() if p.per_key_cap is not None}
-    shared = tuple((kind, cap) for kind, cap in sorted(caps.items()) if kind not in own)
+    shared = tuple(
+        cap
+        for kind in sorted(policies)
+        if kind not in own
+        for cap in policies[kind].claim_caps(kind)
+    )
     budgets = [_Budget(tuple(own), True, concurrency, shared)]
     for kind in own:
         slots = policies[kind].slots
         assert slots is not None
-        budgets.append(
-            _Budget((kind,), False, slots, ((kind, caps[kind]),) if kind in caps else ())
-        )
+        budgets.append(_Budget((kind,), False, slots, policies[kind].claim_caps(kind)))
     return budgets
 
 
@@ -155,18 +159,16 @@ class Runner:
     def new_token(self) -> str:
         return secrets.token_hex(16)
 
-    @property
-    def lease(self) -> tuple[str, int]:
-        return self.owner, self.lease_ms
+    def lease_request(self, kind: str, key: str | None = None) -> LeaseRequest:
+        """What an enqueue that runs the job's first step here asks for: a new lease of ours,
+        within the kind's cap for ``key``."""
+        policy = self.deps.policies.get(kind)
+        cap = None if policy is None else policy.cap_for(key)
+        return LeaseRequest(self.owner, self.new_token(), self.lease_ms, cap)
 
     # --- running one step ------------------------------------------------------------
 
-    async def run_leased(
-        self,
-        lease: Lease,
-        *,
-        preloaded: Any = None,
-    ) -> StepResult | None:
+    async def run_leased(self, lease: Lease, *, preloaded: object = None) -> StepResult | None:
         """Run one step of a job we hold the lease of, and end it (fenced).
 
         Returns the step's result once committed, or None when the lease was lost
@@ -234,7 +236,7 @@ class Runner:
                 continue
         return False
 
-    async def _call(self, fn: Any, lease: Lease, preloaded: Any) -> StepResult:
+    async def _call(self, fn: StepFn | None, lease: Lease, preloaded: object) -> StepResult:
         if fn is None:
             return StepResult("failed", error=f"no step registered for job kind {lease.kind!r}")
         try:
@@ -384,7 +386,7 @@ class Runner:
                 if repository.fail_crashed(conn, row.id, row.lease_owner, reason):
                     handler = self.deps.jobs.crash_handler_for(row.kind)
                     if handler is not None:
-                        handler(conn, row.task_id, row.payload or {}, reason)
+                        handler(conn, row.task_id, row.payload, reason)
                     if row.task_id:
                         touched.append(row.task_id)
             elif repository.requeue_crashed(conn, row.id, row.lease_owner) and row.task_id:

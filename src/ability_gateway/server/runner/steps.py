@@ -4,7 +4,7 @@ next."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -24,9 +24,10 @@ class StepContext(Generic[ServicesT]):
     gateway: ServicesT
     lease: Lease
     owner: str
-    # What the caller already knows (the request handler running a first step inline),
-    # so the step need not read it back from the database.
-    preloaded: Any = None
+    # What the caller already knows (the request handler running a first step inline), so
+    # the step need not read it back from the database. Opaque here: the step's module
+    # names its type and checks it (``isinstance``).
+    preloaded: object = None
 
 
 @dataclass(slots=True)
@@ -50,12 +51,29 @@ class KindPolicy:
 
     ``slots``: a slot budget of the kind's own on each runner, apart from the shared one
     (None: the kind shares it). ``per_key_cap``: at most this many jobs of the kind with the
-    same ``concurrency_key`` (set at enqueue) run at once, on every node together; the claim
-    statement itself passes over a key at its cap.
+    same ``concurrency_key`` (set at enqueue) run at once, on every node together;
+    ``key_caps``: a cap of its own for some keys (e.g. an executor's account limit). The
+    claim statement itself passes over a key at its cap, and so does an enqueue that asks
+    for the lease.
     """
 
     slots: int | None = None
     per_key_cap: int | None = None
+    key_caps: Mapping[str, int] = field(default_factory=dict)
+
+    def cap_for(self, key: str | None) -> int | None:
+        if key is None:
+            return None
+        return self.key_caps.get(key, self.per_key_cap)
+
+    def claim_caps(self, kind: str) -> tuple[tuple[str, str | None, int], ...]:
+        """The (kind, key, cap) triples of a claim slice."""
+        caps: list[tuple[str, str | None, int]] = [
+            (kind, key, cap) for key, cap in sorted(self.key_caps.items())
+        ]
+        if self.per_key_cap is not None:
+            caps.append((kind, None, self.per_key_cap))
+        return tuple(caps)
 
 
 StepFn = Callable[[StepContext[Any]], Awaitable[StepResult]]

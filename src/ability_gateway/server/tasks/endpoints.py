@@ -19,7 +19,7 @@ from ability_gateway.server.errors import (
 from ability_gateway.server.http import JSONResponse, current_request_id
 from ability_gateway.server.input_guard import check_json_body
 from ability_gateway.server.openapi import ERROR_RESPONSES
-from ability_gateway.server.tasks import invoke, service
+from ability_gateway.server.tasks import answers, invoke, service
 from ability_gateway.server.tasks.schemas import (
     ErrorBody,
     InvokeRequest,
@@ -61,7 +61,7 @@ async def _read_invoke_body(request: Request) -> InvokeRequest:
 
 def _options(
     prefer: str | None, idempotency_key: str | None, default_wait: float
-) -> invoke.InvokeOptions:
+) -> answers.InvokeOptions:
     """``Prefer: wait=N`` (at most 60 s), ``Prefer: respond-async``; ``Idempotency-Key``."""
     wait = default_wait
     respond_async = False
@@ -74,14 +74,14 @@ def _options(
             respond_async = True
             applied = ["respond-async"]
         elif (match := _WAIT_RE.match(token)) and not respond_async:
-            wait = min(float(match.group(1)), invoke.MAX_WAIT_SECONDS)
+            wait = min(float(match.group(1)), answers.MAX_WAIT_SECONDS)
             applied = [f"wait={wait:g}"]
     if idempotency_key is not None and not _KEY_RE.match(idempotency_key):
         raise BadRequest(
             "Invalid Idempotency-Key",
             [FieldError("Idempotency-Key", "must be 1-255 visible ASCII characters")],
         )
-    return invoke.InvokeOptions(
+    return answers.InvokeOptions(
         wait_seconds=0.0 if respond_async else wait,
         respond_async=respond_async,
         idempotency_key=idempotency_key,

@@ -10,17 +10,20 @@ recovered by the sweeper): two write transactions and one upstream call.
     finish:  INSERT call log(s) + UPDATE task (terminal) + job done, fenced     [txn 2]
 
 Other invocations (long generation abilities, ``Prefer: respond-async``) insert a
-queued task and job and answer 202 at once; the runner takes it from there.
+queued task and job and answer 202 at once; the runner takes it from there. So does a
+synchronous one whose executor is at its ``maxConcurrency`` (the enqueue finds no room for
+the lease): its request then waits for the task as it would for a long first step. What an
+invocation answers, and waiting for it, are in ``answers.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ability_gateway.server.abilities.catalog import AbilityDefinition
@@ -29,93 +32,32 @@ from ability_gateway.server.auth.limits import RateLimited
 from ability_gateway.server.auth.service import Principal
 from ability_gateway.server.errors import (
     BadRequest,
-    Conflict,
     FieldError,
-    GatewayError,
-    NotFound,
-    UpstreamError,
-    UpstreamTimeout,
-    shorten,
 )
 from ability_gateway.server.ids import new_id
 from ability_gateway.server.providers.coze.client import CozeExecutor
-from ability_gateway.server.runner import repository as jobs_repository
+from ability_gateway.server.runner.queue import Enqueued, enqueue
 from ability_gateway.server.runner.repository import Lease
 from ability_gateway.server.state import GatewayState
-from ability_gateway.server.tasks import bodies, cache, idempotency, repository, terminal
+from ability_gateway.server.tasks import cache, idempotency, repository, terminal
+from ability_gateway.server.tasks.answers import (
+    InvokeAnswer,
+    InvokeOptions,
+    answer,
+    replay,
+    wait_and_answer,
+)
 from ability_gateway.server.tasks.outcomes import Finished, TaskSnapshot
+from ability_gateway.server.tasks.phases import START
 from ability_gateway.server.tasks.requests import (
     check_callback,
     check_metadata,
     parameters_of,
     request_hash,
 )
-from ability_gateway.server.tasks.schemas import TERMINAL_STATUSES, InvokeRequest
+from ability_gateway.server.tasks.schemas import InvokeRequest
 from ability_gateway.server.tasks.service import get_ability
-from ability_gateway.server.tasks.steps import TASK_JOB
-
-MAX_WAIT_SECONDS = 60.0  # the longest `Prefer: wait=N` honoured
-
-
-@dataclass(frozen=True, slots=True)
-class InvokeOptions:
-    """What the request's headers ask for."""
-
-    wait_seconds: float
-    respond_async: bool = False
-    idempotency_key: str | None = None
-    applied: str | None = None  # what goes back in Preference-Applied
-    no_cache: bool = False  # Cache-Control: no-cache (skip the result cache, refresh it)
-
-
-@dataclass(frozen=True, slots=True)
-class InvokeAnswer:
-    """The HTTP answer: 200 with a finished task's result, or 202 while it goes on."""
-
-    status_code: int
-    body: dict[str, Any]
-    task_id: str
-    retry_after: int | None = None
-    cache: str | None = None  # X-Cache: HIT or MISS, for abilities with a result cache
-
-
-# --- responses -------------------------------------------------------------------------
-
-
-def invoke_body(ability: AbilityDefinition, row: dict[str, Any] | RowMapping) -> dict[str, Any]:
-    """The spec §3.2.3 shape of a task, finished or not."""
-    return bodies.invoke_body(row, ability.id, ability.provider)
-
-
-def raise_for_task(row: dict[str, Any] | RowMapping) -> None:
-    """A failed, timed-out or canceled task answers with the uniform error body."""
-    status = row["status"]
-    if status not in ("failed", "timeout", "canceled"):
-        return
-    error = row["error_payload"] or {}
-    extra = {
-        "taskId": row["id"],
-        "logId": row["log_id"],
-        "debugUrl": error.get("debugUrl"),
-        "status": status,
-    }
-    message = str(error.get("message") or f"The task {status}")
-    if status == "timeout":
-        raise UpstreamTimeout(message, extra=extra)
-    if status == "canceled":
-        raise Conflict(message, extra=extra)
-    code = error.get("code")
-    raise UpstreamError(message, code=code if isinstance(code, int) else 502, extra=extra)
-
-
-def _answer(
-    ability: AbilityDefinition, row: dict[str, Any] | RowMapping, *, retry_after: int
-) -> InvokeAnswer:
-    if row["status"] in TERMINAL_STATUSES:
-        raise_for_task(row)
-        return InvokeAnswer(200, invoke_body(ability, row), row["id"])
-    return InvokeAnswer(202, invoke_body(ability, row), row["id"], retry_after=retry_after)
-
+from ability_gateway.server.tasks.steps import TASK_JOB, InlineStart
 
 # --- invoke ----------------------------------------------------------------------------
 
@@ -154,7 +96,7 @@ async def invoke(
     ):
         # "This exact task again": the replay comes first, before any cache or limit.
         digest = request_hash(ability.id, body)
-        return await _replay(gateway, principal, ability, options.idempotency_key, digest, options)
+        return await replay(gateway, principal, ability, options.idempotency_key, digest, options)
     if principal.max_concurrent_tasks:
         async with gateway.db.read() as conn:
             active = await repository.count_active(conn, principal.token_id)
@@ -186,7 +128,7 @@ async def invoke(
             except IntegrityError:  # the same key, used at the same moment: replay it
                 assert options.idempotency_key is not None
                 digest = request_hash(ability.id, body)
-                return await _replay(
+                return await replay(
                     gateway, principal, ability, options.idempotency_key, digest, options
                 )
     try:
@@ -233,7 +175,7 @@ async def _answer_from_cache(
     # No executor ran this task; another token's hit does not learn which one ran the first.
     own = hit.token_id == principal.token_id
     executor_id = body.executorId or (hit.executor_id if own else None) or "cache"
-    owner, _ = gateway.runner.lease
+    owner = gateway.runner.owner
 
     def write(conn: Connection) -> dict[str, Any]:
         repository.insert_task(
@@ -264,7 +206,7 @@ async def _answer_from_cache(
         return dict(row)
 
     row = await gateway.db.run_write(write)
-    return replace(_answer(ability, row, retry_after=ability.retry_after_seconds), cache="HIT")
+    return replace(answer(ability, row, retry_after=ability.retry_after_seconds), cache="HIT")
 
 
 async def _invoke(
@@ -293,14 +235,14 @@ async def _invoke(
         "callback_url": body.callbackUrl,
         "callback_headers": body.callbackHeaders,
     }
-    owner, ttl_ms = gateway.runner.lease
-    token = gateway.runner.new_token()
-    lease = (owner, token, ttl_ms) if inline else None
+    # Taken at once, unless the executor's concurrency cap is reached (then a runner's claim
+    # takes the job in turn, and this request waits for the task like any other).
+    lease = gateway.runner.lease_request(TASK_JOB, executor.id) if inline else None
     key = options.idempotency_key
     digest = request_hash(ability.id, body) if key else None
     idem_expired_before = int(gateway.settings.idempotency_hours * 3_600_000)
 
-    def accept(conn: Connection) -> int:
+    def accept(conn: Connection) -> Enqueued:
         if key is not None:
             idempotency.record(
                 conn,
@@ -310,25 +252,37 @@ async def _invoke(
                 task_id,
                 forget_older_than_ms=idem_expired_before,
             )
-        repository.insert_task(conn, task_values, int(ability.timeout_seconds * 1000))
-        return jobs_repository.insert_job(
-            conn, kind=TASK_JOB, task_id=task_id, payload={"phase": "start"}, lease=lease
+        job = enqueue(
+            conn,
+            TASK_JOB,
+            task_id=task_id,
+            payload=START.payload(),
+            concurrency_key=executor.id,
+            lease=lease,
         )
+        values = task_values if job.leased or not inline else {**task_values, "status": "queued"}
+        repository.insert_task(conn, values, int(ability.timeout_seconds * 1000))
+        return job
 
     # The task and its job commit before anything runs upstream: a crash after this point
     # leaves a leased job that the sweeper hands to a runner.
     try:
-        job_id = await gateway.db.run_write(accept)
+        job = await gateway.db.run_write(accept)
     except IntegrityError:
         if key is None:
             raise
-        return await _replay(gateway, principal, ability, key, digest or "", options)
+        return await replay(gateway, principal, ability, key, digest or "", options)
 
+    if inline and not job.leased:
+        gateway.runner.wake()
+        return await wait_and_answer(gateway, principal, ability, task_id, options.wait_seconds)
     if not inline:
         gateway.runner.wake()
         row = {**task_values, "log_id": None, "duration_ms": None, "result_payload": None}
-        return _answer(ability, row, retry_after=ability.retry_after_seconds)
+        return answer(ability, row, retry_after=ability.retry_after_seconds)
 
+    assert lease is not None
+    assert job.leased_at_ms is not None
     snapshot = TaskSnapshot(
         id=task_id,
         ability_id=ability.id,
@@ -338,24 +292,25 @@ async def _invoke(
         inputs=parameters,
         client_metadata=body.metadata,
         remaining_s=ability.timeout_seconds,
-        node=owner,
+        node=lease.owner,
         cache_key=result_key,
         cache_ttl_ms=int(ability.cache.ttl_seconds * 1000) if ability.cache else 0,
         token_id=principal.token_id,
     )
     holder = Finished()
     leased = Lease(
-        id=job_id,
+        id=job.id,
         kind=TASK_JOB,
         task_id=task_id,
-        payload={"phase": "start"},
-        token=token,
+        payload=START.payload(),
+        token=lease.token,
         steps=1,
         crash_count=0,
+        now_ms=job.leased_at_ms,
     )
 
     async def run_first_step() -> dict[str, Any] | None:
-        result = await gateway.runner.run_leased(leased, preloaded=(snapshot, holder))
+        result = await gateway.runner.run_leased(leased, preloaded=InlineStart(snapshot, holder))
         if result is None or result.state == "queued":
             return None
         return holder.row
@@ -369,51 +324,7 @@ async def _invoke(
     except TimeoutError:
         finished = None
     if finished is not None:
-        return _answer(ability, finished, retry_after=ability.retry_after_seconds)
+        return answer(ability, finished, retry_after=ability.retry_after_seconds)
     # The first step did not end the task (it waits on Coze or on another step): wait on.
     left = max(0.0, options.wait_seconds - (loop.time() - started))
-    return await _wait_and_answer(gateway, principal, ability, task_id, left)
-
-
-async def _wait_and_answer(
-    gateway: GatewayState,
-    principal: Principal,
-    ability: AbilityDefinition,
-    task_id: str,
-    wait_seconds: float,
-) -> InvokeAnswer:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_seconds
-    while True:
-        async with gateway.db.read() as conn:
-            row = await repository.get_task(conn, task_id, principal.token_id)
-        if row is None:
-            raise NotFound(f"Task {shorten(task_id)!r} does not exist")
-        remaining = deadline - loop.time()
-        if row["status"] in TERMINAL_STATUSES or remaining <= 0:
-            return _answer(ability, row, retry_after=ability.retry_after_seconds)
-        await gateway.task_events.wait(task_id, min(remaining, 1.0))
-
-
-async def _replay(
-    gateway: GatewayState,
-    principal: Principal,
-    ability: AbilityDefinition,
-    key: str,
-    digest: str,
-    options: InvokeOptions,
-) -> InvokeAnswer:
-    async with gateway.db.read() as conn:
-        row = await idempotency.find(conn, principal.token_id, key)
-    if row is None:  # pragma: no cover - the insert conflicted, so the key exists
-        raise GatewayError("Idempotency key vanished")
-    if row["request_hash"] != digest:
-        async with gateway.db.read() as conn:
-            earlier = await repository.get_task(conn, row["task_id"], principal.token_id)
-        raise Conflict(
-            "This Idempotency-Key was used with a different request",
-            extra={"taskId": row["task_id"], "status": earlier["status"] if earlier else None},
-        )
-    # A replay answers like the first call would: at once for asynchronous work.
-    wait = 0.0 if options.respond_async or ability.mode != "sync" else options.wait_seconds
-    return await _wait_and_answer(gateway, principal, ability, row["task_id"], wait)
+    return await wait_and_answer(gateway, principal, ability, task_id, left)

@@ -21,6 +21,7 @@ from ability_gateway.server.providers.coze.parsing import (
 from ability_gateway.server.runner.steps import StepResult
 from ability_gateway.server.tasks import repository, terminal
 from ability_gateway.server.tasks.bodies import STATE_BY_STATUS
+from ability_gateway.server.tasks.phases import External
 from ability_gateway.server.tasks.results import find_urls, media_entries
 
 if TYPE_CHECKING:
@@ -278,22 +279,21 @@ def external_success(
     ability: AbilityDefinition,
     task: TaskSnapshot,
     calls: list[CozeCall],
-    payload: dict[str, Any],
+    phase: External,
     report: dict[str, Any],
     holder: Finished | None,
     shaped: dict[str, Any],
     warnings: list[str],
 ) -> StepResult:
-    external_id = str(payload.get("externalId"))
     return succeed(
         ability,
         task,
         calls,
         shaped,
-        execute_id=payload.get("executeId"),
-        debug_url=payload.get("debugUrl"),
+        execute_id=phase.execute_id,
+        debug_url=phase.debug_url,
         raw={"job": report},
-        external_id=external_id,
+        external_id=phase.external_id,
         holder=holder,
         warnings=warnings,
     )
@@ -302,15 +302,15 @@ def external_success(
 def external_failure(
     task: TaskSnapshot,
     calls: list[CozeCall],
-    payload: dict[str, Any],
+    phase: External,
     report: dict[str, Any],
     holder: Finished | None,
 ) -> StepResult:
     error = {
         "code": 502,
         "message": as_str(report.get("error")) or "The generation job failed",
-        "externalJobId": payload.get("externalId"),
-        "executeId": payload.get("executeId"),
-        "debugUrl": payload.get("debugUrl"),
+        "externalJobId": phase.external_id,
+        "executeId": phase.execute_id,
+        "debugUrl": phase.debug_url,
     }
-    return fail(task, calls, error, execute_id=payload.get("executeId"), holder=holder)
+    return fail(task, calls, error, execute_id=phase.execute_id, holder=holder)

@@ -208,7 +208,7 @@ _STEP_TASK = select(
     tasks.c.client_metadata,
     tasks.c.external_id,
     tasks.c.token_id,
-    (tasks.c.deadline_at - db_now_ms()).label("remaining_ms"),
+    tasks.c.deadline_at,
 ).where(tasks.c.id == bindparam("task_id"))
 
 

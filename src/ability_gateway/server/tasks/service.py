@@ -30,6 +30,7 @@ from ability_gateway.server.tasks.outcomes import (
     external_shaped,
     external_success,
 )
+from ability_gateway.server.tasks.phases import External
 from ability_gateway.server.tasks.schemas import TERMINAL_STATUSES
 from ability_gateway.server.tasks.steps import TASK_JOB
 
@@ -168,13 +169,11 @@ async def complete_external_job(
             remaining_s=1.0,
             external_id=external_id,
         )
-        payload = {"externalId": external_id, "executeId": row["execute_id"]}
+        phase = External(external_id=external_id, execute_id=row["execute_id"])
         if succeeded and ability is not None:
-            result = external_success(
-                ability, snapshot, [], payload, notice, None, shaped, warnings
-            )
+            result = external_success(ability, snapshot, [], phase, notice, None, shaped, warnings)
         else:
-            result = external_failure(snapshot, [], payload, notice, None)
+            result = external_failure(snapshot, [], phase, notice, None)
         assert result.writes is not None
         result.writes(conn)
         jobs_repository.end_for_task(conn, row["id"], "done", kind=TASK_JOB)

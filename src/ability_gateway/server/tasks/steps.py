@@ -1,4 +1,5 @@
-"""The steps of a task's job (kind ``task.run``): a state machine kept in the job's payload.
+"""The steps of a task's job (kind ``task.run``): a state machine whose phase the job's
+payload keeps (typed in ``phases.py``).
 
     start ──sync run──────────────────────────────▶ output
       └──async submit──▶ coze_poll ──Success──────▶ output
@@ -14,7 +15,7 @@ deadline → timeout. Each step is short; a wait is a rescheduled step (``next_r
 from __future__ import annotations
 
 import asyncio
-import random
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
@@ -28,9 +29,8 @@ from ability_gateway.server.providers.coze.parsing import (
     history_end_vars,
     loads_or_text,
 )
-from ability_gateway.server.runner import repository as jobs_repository
-from ability_gateway.server.runner.steps import JobRegistry, StepContext, StepResult
-from ability_gateway.server.tasks import repository, terminal
+from ability_gateway.server.runner.steps import JobRegistry, KindPolicy, StepContext, StepResult
+from ability_gateway.server.tasks import phases, repository, terminal
 from ability_gateway.server.tasks.outcomes import (
     SYNC_RUN_CAP_SECONDS,
     Finished,
@@ -48,6 +48,7 @@ from ability_gateway.server.tasks.results import shape_output
 from ability_gateway.server.tasks.schemas import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
+    from ability_gateway.server.executors.registry import ExecutorRegistry
     from ability_gateway.server.state import Services
 
 TASK_JOB = "task.run"
@@ -55,6 +56,21 @@ HISTORY_POLL_FIRST = 1.0
 HISTORY_POLL_MAX = 10.0
 THROTTLED_MAX = 30.0
 THROTTLE_CODES = frozenset({4009, 4013, 4020})
+
+
+@dataclass(frozen=True, slots=True)
+class InlineStart:
+    """What the request handler running a task's first step already knows (``preloaded``)."""
+
+    snapshot: TaskSnapshot
+    holder: Finished
+
+
+def claim_policies(executors: ExecutorRegistry) -> dict[str, KindPolicy]:
+    """How the runner claims task steps: an executor's ``maxConcurrency`` caps the steps of
+    its tasks running at once on every node (a task job's key is its executor)."""
+    caps = {e.id: e.max_concurrency for e in executors.all() if e.max_concurrency}
+    return {TASK_JOB: KindPolicy(key_caps=caps)} if caps else {}
 
 
 async def load_snapshot(ctx: StepContext[Services]) -> TaskSnapshot | None:
@@ -73,7 +89,7 @@ async def load_snapshot(ctx: StepContext[Services]) -> TaskSnapshot | None:
         request_id=row["request_id"],
         inputs=row["inputs"] or {},
         client_metadata=row["client_metadata"],
-        remaining_s=(row["remaining_ms"] or 0) / 1000,
+        remaining_s=((row["deadline_at"] or 0) - ctx.lease.now_ms) / 1000,
         external_id=row["external_id"],
         node=ctx.owner,
         token_id=row["token_id"],
@@ -95,9 +111,8 @@ def crash_writes(
 
 
 async def run_task(ctx: StepContext[Services]) -> StepResult:
-    preloaded: tuple[TaskSnapshot, Finished] | None = ctx.preloaded
-    if preloaded is not None:
-        task, holder = preloaded
+    if isinstance(ctx.preloaded, InlineStart):
+        task, holder = ctx.preloaded.snapshot, ctx.preloaded.holder
     else:
         loaded = await load_snapshot(ctx)
         if loaded is None:
@@ -116,27 +131,14 @@ async def run_task(ctx: StepContext[Services]) -> StepResult:
     if executor is None:
         message = f"Executor {task.executor_id!r} is no longer configured"
         return fail(task, [], {"code": 503, "message": message}, holder=holder)
-    if executor.max_concurrency:
-        cap = executor.max_concurrency
-
-        job_id = ctx.lease.id
-
-        def over_cap(conn: Connection) -> bool:
-            # Older running jobs go first: jobs claimed together never all step back at once.
-            older = jobs_repository.running_for_executor(conn, executor.id, before_job=job_id)
-            return older >= cap
-
-        if await gateway.db.run_write(over_cap):
-            # The account's concurrency is used up (across nodes): the task waits its turn.
-            return StepResult("queued", delay_s=0.3 + random.random() * 0.4)
     if task.status == "queued":
         await gateway.db.run_write(lambda conn: repository.mark_running(conn, task.id))
         gateway.task_events.notify(task.id)
-    phase = ctx.lease.payload.get("phase", "start")
-    if phase == "coze_poll":
-        return await _poll_coze(gateway, ability, task, executor, ctx.lease.payload, holder)
-    if phase == "external":
-        return await _poll_external(gateway, ability, task, executor, ctx.lease.payload, holder)
+    phase = phases.read(ctx.lease.payload)
+    if isinstance(phase, phases.CozePoll):
+        return await _poll_coze(gateway, ability, task, executor, phase, holder)
+    if isinstance(phase, phases.External):
+        return await _poll_external(gateway, ability, task, executor, phase, holder)
     return await _start(gateway, ability, task, executor, holder)
 
 
@@ -155,16 +157,16 @@ async def _start(
         if outcome.kind != "succeeded":
             return upstream_failure(ability, task, outcome, holder=holder)
         execute_id = outcome.last.execute_id
-        payload = {
-            "phase": "coze_poll",
-            "executeId": execute_id,
-            "debugUrl": outcome.last.debug_url,
-            "delay": HISTORY_POLL_FIRST,
-        }
+        if not execute_id:
+            message = "Coze accepted the asynchronous run but named no execute_id"
+            return fail(task, outcome.calls, {"code": 502, "message": message}, holder=holder)
+        polling = phases.CozePoll(
+            execute_id=execute_id, debug_url=outcome.last.debug_url, delay=HISTORY_POLL_FIRST
+        )
         return StepResult(
             "queued",
             delay_s=min(HISTORY_POLL_FIRST, task.remaining_s),
-            payload=payload,
+            payload=polling.payload(),
             writes=progress_writes(task, outcome.calls, execute_id=execute_id),
             touched_task=task.id,
         )
@@ -251,17 +253,16 @@ async def _after_output(
     spec = ability.external_job
     assert spec is not None
     first = spec.poll_seconds if spec.query_workflow_id else task.remaining_s
-    payload = {
-        "phase": "external",
-        "externalId": external_id,
-        "executeId": execute_id,
-        "debugUrl": debug_url,
-        "delay": spec.poll_seconds,
-    }
+    waiting = phases.External(
+        external_id=external_id,
+        execute_id=execute_id,
+        debug_url=debug_url,
+        delay=spec.poll_seconds,
+    )
     return StepResult(
         "queued",
         delay_s=min(first, task.remaining_s),
-        payload=payload,
+        payload=waiting.payload(),
         writes=progress_writes(task, calls, execute_id=execute_id, external_id=external_id),
         touched_task=task.id,
     )
@@ -283,11 +284,10 @@ async def _poll_coze(
     ability: AbilityDefinition,
     task: TaskSnapshot,
     executor: CozeExecutor,
-    payload: dict[str, Any],
+    phase: phases.CozePoll,
     holder: Finished,
 ) -> StepResult:
-    execute_id = str(payload.get("executeId"))
-    delay = float(payload.get("delay", HISTORY_POLL_FIRST))
+    execute_id, delay = phase.execute_id, phase.delay
     call = await executor.get_run_history(
         ability.workflow_id, execute_id, timeout=min(task.remaining_s, 15.0)
     )
@@ -300,17 +300,17 @@ async def _poll_coze(
     if item is None and (throttled or call.code is None or call.code == 5000):
         # Throttled, or no usable answer: slow down and keep waiting (the deadline still holds).
         wait = min(delay * 2, THROTTLED_MAX)
-        return _reschedule(task, [call], {**payload, "delay": wait}, wait)
+        return _reschedule(task, [call], phase.model_copy(update={"delay": wait}), wait)
     if item is None:
         error = {
             "code": call.code,
             "message": call.message or "Coze refused the run-history query",
             "executeId": execute_id,
-            "debugUrl": payload.get("debugUrl"),
+            "debugUrl": phase.debug_url,
         }
         return fail(task, [call], error, execute_id=execute_id, holder=holder)
     status = item.get("execute_status")
-    debug_url = as_str(item.get("debug_url")) or payload.get("debugUrl")
+    debug_url = as_str(item.get("debug_url")) or phase.debug_url
     if status == "Success":
         end_vars = history_end_vars(item.get("output"))
         if end_vars is None and item.get("is_output_trimmed"):
@@ -338,16 +338,20 @@ async def _poll_coze(
         }
         return fail(task, [call], error, execute_id=execute_id, holder=holder)
     wait = min(delay * 1.5, HISTORY_POLL_MAX)
-    return _reschedule(task, [call], {**payload, "delay": wait}, min(delay, HISTORY_POLL_MAX))
+    later = phase.model_copy(update={"delay": wait})
+    return _reschedule(task, [call], later, min(delay, HISTORY_POLL_MAX))
 
 
 def _reschedule(
-    task: TaskSnapshot, calls: list[CozeCall], payload: dict[str, Any], delay: float
+    task: TaskSnapshot,
+    calls: list[CozeCall],
+    phase: phases.CozePoll | phases.External,
+    delay: float,
 ) -> StepResult:
     return StepResult(
         "queued",
         delay_s=max(0.0, min(delay, task.remaining_s)),
-        payload=payload,
+        payload=phase.payload(),
         writes=progress_writes(task, calls),
     )
 
@@ -357,38 +361,38 @@ async def _poll_external(
     ability: AbilityDefinition,
     task: TaskSnapshot,
     executor: CozeExecutor,
-    payload: dict[str, Any],
+    phase: phases.External,
     holder: Finished,
 ) -> StepResult:
     spec = ability.external_job
-    external_id = str(payload.get("externalId"))
+    external_id = phase.external_id
     if spec is None or spec.query_workflow_id is None:
         # Only a completion notice can end it: wait for one until the deadline.
-        return _reschedule(task, [], payload, task.remaining_s)
-    delay = float(payload.get("delay", spec.poll_seconds))
+        return _reschedule(task, [], phase, task.remaining_s)
+    delay = phase.delay or spec.poll_seconds
     loop = asyncio.get_running_loop()
     outcome = await executor.run_workflow(
         spec.query_workflow_id,
         {spec.query_input: external_id},
         deadline=loop.time() + min(task.remaining_s, 30.0),
     )
-    next_delay = min(delay * 1.5, spec.max_poll_seconds)
+    later = phase.model_copy(update={"delay": min(delay * 1.5, spec.max_poll_seconds)})
     if outcome.kind != "succeeded" or outcome.last.response is None:
         # The query failing is not the job failing: keep asking until the deadline.
-        return _reschedule(task, outcome.calls, {**payload, "delay": next_delay}, delay)
+        return _reschedule(task, outcome.calls, later, delay)
     report = loads_or_text(end_output(outcome.last.response.get("data")))
     if not isinstance(report, dict):
-        return _reschedule(task, outcome.calls, {**payload, "delay": next_delay}, delay)
+        return _reschedule(task, outcome.calls, later, delay)
     state = str(report.get("status", "")).lower()
     if state in ("succeeded", "success", "done", "completed"):
         shaped = external_shaped(report)
         warnings = await gateway.media.mirror_all(shaped, task.token_id)
         return external_success(
-            ability, task, outcome.calls, payload, report, holder, shaped, warnings
+            ability, task, outcome.calls, phase, report, holder, shaped, warnings
         )
     if state in ("failed", "fail", "error"):
-        return external_failure(task, outcome.calls, payload, report, holder)
-    return _reschedule(task, outcome.calls, {**payload, "delay": next_delay}, delay)
+        return external_failure(task, outcome.calls, phase, report, holder)
+    return _reschedule(task, outcome.calls, later, delay)
 
 
 def register(jobs: JobRegistry) -> None:
