@@ -10,8 +10,8 @@ the server lives in :mod:`ability_gateway.server` (install the ``server`` extra)
         print(result.texts)
 """
 
+from ability_gateway._async_client import AsyncClient
 from ability_gateway._callbacks import CallbackDeduplicator, verify_callback
-from ability_gateway._client import AsyncClient, Client
 from ability_gateway._errors import (
     APIConnectionError,
     AuthenticationError,
@@ -43,6 +43,7 @@ from ability_gateway._models import (
     Task,
     TaskPage,
 )
+from ability_gateway._sync_client import Client
 from ability_gateway._version import __version__
 
 __all__ = [

@@ -9,13 +9,9 @@ from typing import Any
 
 import pytest
 
+from ability_gateway.simulator.definition import BadParameter, Outcome, WorkflowFailure
 from ability_gateway.simulator.jobs import JOB_ERROR, JobRegistry
-from ability_gateway.simulator.workflows import (
-    WORKFLOWS,
-    BadParameter,
-    Outcome,
-    WorkflowFailure,
-)
+from ability_gateway.simulator.workflows import WORKFLOWS
 
 from .conftest import (
     WF_GEN_4STEP,

@@ -7,9 +7,13 @@ external jobs, which are resolved by a query workflow or by signed completion no
 Webhooks). It backs the tests, the demo and the benchmarks; start it with
 ``ability-gateway coze-sim`` or build it in-process with :func:`create_app`.
 
-Modules: ``app`` (routes, knobs), ``workflows`` (the nine behaviours), ``runs`` (run records),
-``jobs`` (external generation jobs), ``notices`` (signed completion notices), ``oauth`` (the OAuth
-JWT token exchange), ``files`` (file URL scheme), ``png`` (encoder), ``imagesize`` and ``sources``
+Modules: ``app`` (the route table, assembly, serving), ``config`` (the knobs), ``state`` (what
+outlives a request), ``envelope`` (answer bodies, log ids), ``routes_runs`` (run, run history, job
+routes), ``run_request`` (parsing a run body), ``routes_oauth`` and ``routes_files`` (their
+routes), ``workflows`` (the registry of the nine), ``definition`` (what a workflow is: parameters,
+binding, failures), ``behaviours`` (what each one returns), ``runs`` (run records), ``jobs``
+(external generation jobs), ``notices`` (signed completion notices), ``oauth`` (the OAuth JWT
+token exchange), ``files`` (file URL scheme), ``png`` (encoder), ``imagesize`` and ``sources``
 (reading a source image's size), ``protocol`` (wire constants).
 """
 

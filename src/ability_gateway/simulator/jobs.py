@@ -14,7 +14,7 @@ its image names derive from the input digest, so the same inputs yield the same 
 
 A job is resolved in two ways, and both report the same :meth:`Job.report` object:
 
-* the query workflow (``workflows.py``), which answers ``report(now, <request's base URL>)``;
+* the query workflow (``behaviours.py``), which answers ``report(now, <request's base URL>)``;
 * a completion notice (``notices.py``), sent once per job at ``ready_at`` with the final report
   rendered against the base URL of the run that created the job.
 
