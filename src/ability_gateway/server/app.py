@@ -8,12 +8,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from ability_gateway import __version__
 from ability_gateway.server.abilities.catalog import Catalog
 from ability_gateway.server.abilities.endpoints import router as abilities_router
+from ability_gateway.server.admin.endpoints import router as admin_router
+from ability_gateway.server.admin.schemas import Redeliver
 from ability_gateway.server.apidocs.endpoints import install_api_docs
 from ability_gateway.server.apidocs.examples import add_invoke_examples, example_image_url
+from ability_gateway.server.auth.endpoints import router as tokens_router
+from ability_gateway.server.auth.schemas import CreateToken, Rotate, UpdateToken
 from ability_gateway.server.bodylimit import BodyLimitMiddleware
 from ability_gateway.server.callbacks.endpoints import router as callbacks_router
 from ability_gateway.server.callbacks.endpoints import webhooks as callbacks_webhooks
@@ -33,6 +38,16 @@ from ability_gateway.server.tasks.schemas import InvokeRequest
 logger = logging.getLogger(__name__)
 
 
+# Request bodies read by hand (``jsonbody.read_model``), documented with their routes.
+HAND_PARSED_BODIES: tuple[type[BaseModel], ...] = (
+    InvokeRequest,
+    CreateToken,
+    UpdateToken,
+    Rotate,
+    Redeliver,
+)
+
+
 def _document_extra_schemas(app: FastAPI, catalog: Catalog, settings: Settings) -> None:
     """Bodies parsed by hand (to accept JSON under any Content-Type) still appear in OpenAPI,
     with an example request per ability."""
@@ -48,9 +63,10 @@ def _document_extra_schemas(app: FastAPI, catalog: Catalog, settings: Settings) 
                 webhooks=app.webhooks.routes,
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            extra = InvokeRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(extra.pop("$defs", {}))
-            components["InvokeRequest"] = extra
+            for model in HAND_PARSED_BODIES:
+                extra = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(extra.pop("$defs", {}))
+                components[model.__name__] = extra
             app.openapi_schema = finish_document(schema)
             add_invoke_examples(app.openapi_schema, catalog.all(), example_image_url(settings))
         return app.openapi_schema
@@ -91,6 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(callbacks_router)
     app.webhooks.include_router(callbacks_webhooks)
     app.include_router(executors_router)
+    app.include_router(tokens_router)
+    app.include_router(admin_router)
     app.include_router(provider_callbacks_router)
     app.include_router(health_router)
     app.include_router(media_router)

@@ -183,6 +183,12 @@ class Settings(BaseSettings):
     media_retention_days: float = Field(
         0.0, ge=0, description="Delete media unused for this many days (0 = keep forever)."
     )
+    retention_days: float = Field(
+        0.0,
+        ge=0,
+        description="Delete finished tasks, their call logs and callback attempts this many "
+        "days after they ended (0 = keep forever); usage rollups are kept.",
+    )
     redis_url: str | None = Field(
         None,
         description="Redis for limits shared by every node (`redis://host:6379/0`); "

@@ -23,6 +23,8 @@ async def get_current_token(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
     principal = await authenticate(gateway.db, gateway.token_cache, authorization)
+    if gateway.last_used.mark(principal.token_id):
+        gateway.track(gateway.last_used.flush(gateway.db))
     if principal.rate_limit_per_minute:
         headers = await gateway.limiter.hit(principal.token_id, principal.rate_limit_per_minute)
         # Added to the response by the request-id middleware.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from ability_gateway.server.media import jobs as media_jobs
 from ability_gateway.server.media.service import MediaService
 from ability_gateway.server.media.storage import Storage
 from ability_gateway.server.migrate import upgrade_to_head
+from ability_gateway.server.retention import jobs as retention_jobs
 from ability_gateway.server.runner.runner import Runner, RunnerDeps
 from ability_gateway.server.runner.steps import JobRegistry
 from ability_gateway.server.state import GatewayState, Services
@@ -73,7 +75,7 @@ async def gateway_state(
     )
     # Every job kind, named by its domain: nothing registers by being imported.
     jobs = JobRegistry()
-    for domain in (task_jobs, callback_jobs, media_jobs):
+    for domain in (task_jobs, callback_jobs, media_jobs, retention_jobs):
         domain.register(jobs)
     runner = Runner(
         RunnerDeps(
@@ -101,6 +103,8 @@ async def gateway_state(
     if run_jobs:
         if settings.media_retention_days > 0:
             await db.run_write(media_jobs.ensure_scheduled)
+        if settings.retention_days > 0:
+            await db.run_write(retention_jobs.ensure_scheduled)
         state.runner.start()
     # Everything allocated so far lives as long as the process: keep it out of the
     # collector's generations, so collections stay short (they were the p99 spikes).
@@ -116,6 +120,8 @@ async def gateway_state(
         yield state
     finally:
         await state.drain(timeout=settings.shutdown_grace_seconds)
+        with contextlib.suppress(TimeoutError):  # bounded: the database may be gone
+            await asyncio.wait_for(state.last_used.flush(db), timeout=5)
         if run_jobs:
             await state.runner.stop(grace_seconds=settings.shutdown_grace_seconds)
         await executors.close()

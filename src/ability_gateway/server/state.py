@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ability_gateway.server.abilities.catalog import Catalog
+from ability_gateway.server.auth.last_used import LastUsed
 from ability_gateway.server.auth.limits import RequestLimiter
 from ability_gateway.server.auth.service import TokenCache
 from ability_gateway.server.config import Settings
@@ -55,6 +56,7 @@ class GatewayState:
     token_cache: TokenCache
     limiter: RequestLimiter
     flights: Flights = field(default_factory=Flights)
+    last_used: LastUsed = field(default_factory=LastUsed)
     inflight: set[asyncio.Task[Any]] = field(default_factory=set)
 
     # The services, by their own names (request handlers read ``gateway.db`` and so on).

@@ -164,5 +164,9 @@ async def authenticate(db: Database, cache: TokenCache, authorization: str | Non
         rate_limit_per_minute=row["rate_limit_per_minute"],
         max_concurrent_tasks=row["max_concurrent_tasks"],
     )
-    cache.put(token_hash, principal, row["expires_at"])
+    expires_at = row["expires_at"]
+    if row["by_previous"]:  # a rotated-away value: it ends with its overlap
+        overlap_end = row["previous_token_expires_at"]
+        expires_at = overlap_end if expires_at is None else min(expires_at, overlap_end)
+    cache.put(token_hash, principal, expires_at)
     return principal

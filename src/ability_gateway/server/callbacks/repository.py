@@ -5,7 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, case, delete, func, insert, not_, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    not_,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -64,6 +76,11 @@ _LOAD = (
         deliveries.c.state,
         deliveries.c.attempts,
         tokens.c.callback_secret,
+        # During a secret rotation's overlap the old secret signs too.
+        case(
+            (tokens.c.previous_secret_expires_at > db_now_ms(), tokens.c.previous_callback_secret),
+            else_=null(),
+        ).label("previous_callback_secret"),
     )
     .join(tokens, tokens.c.id == deliveries.c.token_id)
     .where(deliveries.c.id == bindparam("delivery_id"))

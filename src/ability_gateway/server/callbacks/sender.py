@@ -33,13 +33,24 @@ class AttemptResult:
     duration_ms: int
 
 
-def sign(secret: str, msg_id: str, body: str, when: datetime | None = None) -> dict[str, str]:
-    """The Standard Webhooks headers of one attempt."""
+def sign(
+    secret: str,
+    msg_id: str,
+    body: str,
+    when: datetime | None = None,
+    previous: str | None = None,
+) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt. With ``previous`` (a secret rotation's
+    overlap) the header carries both signatures, space-separated, the new one first: a
+    receiver that knows either secret verifies it."""
     when = when or datetime.now(UTC)
+    signatures = [Webhook(secret).sign(msg_id, when, body)]
+    if previous:
+        signatures.append(Webhook(previous).sign(msg_id, when, body))
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(int(when.timestamp())),
-        "webhook-signature": Webhook(secret).sign(msg_id, when, body),
+        "webhook-signature": " ".join(signatures),
     }
 
 
@@ -75,7 +86,12 @@ async def attempt(client: SafeClient, delivery: RowMapping, *, timeout: float) -
         **(delivery["headers"] or {}),
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        **sign(delivery["callback_secret"], delivery["id"], body),
+        **sign(
+            delivery["callback_secret"],
+            delivery["id"],
+            body,
+            previous=delivery["previous_callback_secret"],
+        ),
     }
     started = time.perf_counter()
     try:

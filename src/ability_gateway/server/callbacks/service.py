@@ -26,7 +26,7 @@ from ability_gateway.server.tasks.bodies import iso_time
 from ability_gateway.server.tasks.service import check_task_id
 
 
-def _view(delivery: RowMapping | None, attempts: list[RowMapping]) -> dict[str, Any]:
+def delivery_view(delivery: RowMapping | None, attempts: list[RowMapping]) -> dict[str, Any]:
     if delivery is None:
         return {"delivery": None, "attempts": []}
 
@@ -75,12 +75,18 @@ async def list_deliveries(
     await _own_task(gateway, principal, task_id)
     async with gateway.db.read() as conn:
         delivery, attempts = await repository.for_task(conn, task_id)
-    return _view(delivery, attempts)
+    return delivery_view(delivery, attempts)
 
 
 async def redeliver(gateway: GatewayState, principal: Principal, task_id: str) -> dict[str, Any]:
-    """Send the delivery once more now: same ``webhook-id``, one attempt, no new schedule."""
+    """Send the delivery of a task of the caller's once more now (see ``redeliver_task``)."""
     await _own_task(gateway, principal, task_id)
+    return await redeliver_task(gateway, task_id)
+
+
+async def redeliver_task(gateway: GatewayState, task_id: str) -> dict[str, Any]:
+    """Send a task's delivery once more now: same ``webhook-id``, one attempt, no new
+    schedule; at most one manual attempt in flight and a few a minute per delivery."""
     async with gateway.db.read() as conn:
         current, _ = await repository.for_task(conn, task_id)
     if current is None:
@@ -122,7 +128,9 @@ async def redeliver(gateway: GatewayState, principal: Principal, task_id: str) -
             jobs.end_for_task(conn, task_id, "done", kind=DELIVER_JOB)
 
     await gateway.db.run_write(write)
-    return await list_deliveries(gateway, principal, task_id)
+    async with gateway.db.read() as conn:
+        after, attempts = await repository.for_task(conn, task_id)
+    return delivery_view(after, attempts)
 
 
 async def _start_redelivery(gateway: GatewayState, delivery_id: str) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ability_gateway.server.db import db_now_ms
-from ability_gateway.server.models import media, media_tokens
+from ability_gateway.server.models import media, media_tokens, task_media
 
 
 def link_token(conn: Connection, sha256: str, token_id: str) -> None:
@@ -103,3 +105,18 @@ def forget_unused(conn: Connection, keys: list[str], cutoff_ms: int) -> None:
                 media.c.key.in_(keys), media.c.last_used_at < db_now_ms() - cutoff_ms
             )
         )
+
+
+_LINK_TASK = {
+    "sqlite": sqlite_insert(task_media).values(created_at=db_now_ms()).on_conflict_do_nothing(),
+    "postgresql": postgresql_insert(task_media)
+    .values(created_at=db_now_ms())
+    .on_conflict_do_nothing(),
+}
+
+
+def link_task(conn: Connection, task_id: str, key: str, role: str) -> None:
+    """Record that a task stored (``output``) or was given (``input``) this media (once)."""
+    conn.execute(
+        _LINK_TASK[conn.dialect.name], {"task_id": task_id, "media_key": key, "role": role}
+    )

@@ -100,11 +100,28 @@ class MediaService:
         token_id: str | None = None,
         *,
         source_url: str | None = None,
+        task_id: str | None = None,
     ) -> str:
-        """Store ``data`` (once per distinct content) and return its public URL.
+        """Store ``data`` (once per distinct content) and return its public URL."""
+        _, url = await self.store_keyed(
+            data, content_type, token_id, source_url=source_url, task_id=task_id
+        )
+        return url
+
+    async def store_keyed(
+        self,
+        data: bytes,
+        content_type: str,
+        token_id: str | None = None,
+        *,
+        source_url: str | None = None,
+        task_id: str | None = None,
+    ) -> tuple[str, str]:
+        """Store ``data`` (once per distinct content): its storage key and public URL.
 
         ``token_id`` is the token that gave the bytes (an ``imageBase64``); the link is
-        recorded even when the content was already stored by someone else.
+        recorded even when the content was already stored by someone else. ``task_id``:
+        the task whose output this is (linked as its ``output``).
         """
         digest = hashlib.sha256(data).hexdigest()
         async with self.db.read() as conn:
@@ -115,9 +132,11 @@ class MediaService:
                 repository.touch(conn, existing)
                 if token_id is not None:
                     repository.link_token(conn, digest, token_id)
+                if task_id is not None:
+                    repository.link_task(conn, task_id, existing, "output")
 
             await self.db.run_write(touch)
-            return await self.storage.public_url(existing)
+            return existing, await self.storage.public_url(existing)
         now = datetime.now(UTC)
         key = f"{now:%Y/%m}/{secrets.token_hex(16)}{EXTENSIONS[content_type]}"
         await self.storage.put(key, data, content_type)
@@ -125,6 +144,8 @@ class MediaService:
         def record(conn: Connection) -> str:
             if token_id is not None:
                 repository.link_token(conn, digest, token_id)
+            if task_id is not None:
+                repository.link_task(conn, task_id, key, "output")
             repository.record(
                 conn,
                 key=key,
@@ -136,9 +157,11 @@ class MediaService:
             return key
 
         stored_key = await self.db.run_write(record)
-        return await self.storage.public_url(stored_key)
+        return stored_key, await self.storage.public_url(stored_key)
 
-    async def mirror(self, url: str, token_id: str | None = None) -> Mirrored:
+    async def mirror(
+        self, url: str, token_id: str | None = None, task_id: str | None = None
+    ) -> Mirrored:
         """Copy one output URL into our storage; a failure is a warning, not an error."""
         try:
             data = await self.client.get(
@@ -150,11 +173,14 @@ class MediaService:
         if kind is None:
             return Mirrored(None, f"{url[:200]}: not a PNG, JPEG, WebP, GIF, MP4, WebM or MOV file")
         try:
-            return Mirrored(await self.store(data, kind, token_id, source_url=url), None)
+            stored = await self.store(data, kind, token_id, source_url=url, task_id=task_id)
+            return Mirrored(stored, None)
         except Exception as exc:  # storage down: the task still succeeds, visibly warned
             return Mirrored(None, f"{url[:200]}: could not be stored ({type(exc).__name__})")
 
-    async def mirror_all(self, shaped: dict[str, Any], token_id: str | None = None) -> list[str]:
+    async def mirror_all(
+        self, shaped: dict[str, Any], token_id: str | None = None, task_id: str | None = None
+    ) -> list[str]:
         """Fill ``ossUrl`` of every image and video in ``shaped``; the warnings."""
         entries = [*shaped.get("images", []), *shaped.get("videos", [])]
         if not entries:
@@ -163,7 +189,7 @@ class MediaService:
 
         async def one(entry: dict[str, Any]) -> str | None:
             async with limit:
-                result = await self.mirror(entry["sourceUrl"], token_id)
+                result = await self.mirror(entry["sourceUrl"], token_id, task_id)
             entry["ossUrl"] = result.oss_url
             return result.warning
 

@@ -10,6 +10,7 @@ from ability_gateway.server.models.media_token import media_tokens
 from ability_gateway.server.models.provider_notice import provider_notices
 from ability_gateway.server.models.result_cache import result_cache
 from ability_gateway.server.models.task import tasks
+from ability_gateway.server.models.task_media import task_media
 from ability_gateway.server.models.token import tokens
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "metadata",
     "provider_notices",
     "result_cache",
+    "task_media",
     "tasks",
     "tokens",
 ]

@@ -24,6 +24,9 @@ call_logs = Table(
     Column("response_body", Text, nullable=True),
     Column("error", Text, nullable=True),
     Column("duration_ms", Integer, nullable=False),
+    # 1 for the first try of a call, 2 for its first retry, …
+    Column("attempt", Integer, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_call_logs_task_id", "task_id"),
+    Index("ix_call_logs_created_at", "created_at"),
 )

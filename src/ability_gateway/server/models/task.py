@@ -36,4 +36,7 @@ tasks = Table(
     # The id of the generation job a workflow started elsewhere (external-job abilities).
     Column("external_id", String(128), nullable=True, unique=True),
     Index("ix_tasks_token_id_created_at", "token_id", "created_at"),
+    # The admin's list of every token's tasks, newest first; retention of finished ones.
+    Index("ix_tasks_created_at", "created_at"),
+    Index("ix_tasks_finished_at", "finished_at"),
 )

@@ -1,4 +1,4 @@
-"""API tokens: stored as SHA-256 hashes, shown once at creation."""
+"""API tokens: stored as SHA-256 hashes, shown once at creation (and at each rotation)."""
 
 from sqlalchemy import JSON, BigInteger, Column, Integer, String, Table
 
@@ -21,4 +21,13 @@ tokens = Table(
     # Limits of this token (None: unlimited).
     Column("rate_limit_per_minute", Integer, nullable=True),
     Column("max_concurrent_tasks", Integer, nullable=True),
+    # Rotation: the value before the last rotation keeps working until its overlap ends.
+    Column("previous_token_hash", String(64), nullable=True, unique=True),
+    Column("previous_token_expires_at", BigInteger, nullable=True),
+    # Both callback secrets sign during a secret rotation's overlap.
+    Column("previous_callback_secret", String(100), nullable=True),
+    Column("previous_secret_expires_at", BigInteger, nullable=True),
+    # Coalesced: written at most once a minute per token per process, not per request.
+    Column("last_used_at", BigInteger, nullable=True),
+    Column("updated_at", BigInteger, nullable=True),
 )

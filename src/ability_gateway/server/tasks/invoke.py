@@ -35,6 +35,7 @@ from ability_gateway.server.errors import (
     FieldError,
 )
 from ability_gateway.server.ids import new_id
+from ability_gateway.server.media import repository as media_repository
 from ability_gateway.server.providers.coze.client import CozeExecutor
 from ability_gateway.server.runner.queue import Enqueued, enqueue
 from ability_gateway.server.runner.repository import Lease
@@ -139,11 +140,23 @@ async def invoke(
         # runner makes it, is counted while it lasts.
         probe = executor.breaker.reserve() if inline else None
         try:
+            upload_key = None
             if image is not None:
-                stored = await gateway.media.store(image.data, image.kind, principal.token_id)
+                upload_key, stored = await gateway.media.store_keyed(
+                    image.data, image.kind, principal.token_id
+                )
                 parameters[image.field] = stored
             answer = await _invoke(
-                gateway, principal, ability, body, request_id, options, parameters, executor, key
+                gateway,
+                principal,
+                ability,
+                body,
+                request_id,
+                options,
+                parameters,
+                executor,
+                key,
+                upload_key=upload_key,
             )
         finally:
             executor.breaker.release(probe)
@@ -219,6 +232,8 @@ async def _invoke(
     parameters: dict[str, Any],
     executor: CozeExecutor,
     result_key: str | None,
+    *,
+    upload_key: str | None = None,
 ) -> InvokeAnswer:
     task_id = new_id("task")
     inline = ability.mode == "sync" and not options.respond_async
@@ -262,6 +277,8 @@ async def _invoke(
         )
         values = task_values if job.leased or not inline else {**task_values, "status": "queued"}
         repository.insert_task(conn, values, int(ability.timeout_seconds * 1000))
+        if upload_key is not None:  # the task's uploaded image: its input
+            media_repository.link_task(conn, task_id, upload_key, "input")
         return job
 
     # The task and its job commit before anything runs upstream: a crash after this point

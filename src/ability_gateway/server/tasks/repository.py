@@ -111,6 +111,7 @@ def insert_call_logs(
                 "response_body": storable_text(call.response_text),
                 "error": storable_text(call.error),
                 "duration_ms": call.duration_ms,
+                "attempt": call.attempt,
             },
         )
         last_id = int(result.scalar_one())

@@ -150,7 +150,7 @@ async def complete_external_job(
         "completed",
     )
     shaped = external_shaped(notice) if succeeded else {}
-    warnings = await gateway.media.mirror_all(shaped, token_id) if succeeded else []
+    warnings = await gateway.media.mirror_all(shaped, token_id, found) if succeeded else []
 
     def complete(conn: Connection) -> str | None:
         jobs_repository.lock_for_task(conn, found)

@@ -233,7 +233,7 @@ async def _after_output(
             return fail(task, calls, {"code": 502, "message": message}, holder=holder)
         # Coze's URLs expire: copy every image and video before the task (and its
         # callback) says it succeeded.
-        warnings = await gateway.media.mirror_all(shaped, task.token_id)
+        warnings = await gateway.media.mirror_all(shaped, task.token_id, task.id)
         return succeed(
             ability,
             task,
@@ -386,7 +386,7 @@ async def _poll_external(
     state = str(report.get("status", "")).lower()
     if state in ("succeeded", "success", "done", "completed"):
         shaped = external_shaped(report)
-        warnings = await gateway.media.mirror_all(shaped, task.token_id)
+        warnings = await gateway.media.mirror_all(shaped, task.token_id, task.id)
         return external_success(
             ability, task, outcome.calls, phase, report, holder, shaped, warnings
         )

@@ -62,6 +62,7 @@ class CozeCall:
     response: dict[str, Any] | None = None
     error: str | None = None
     executor_id: str | None = None
+    attempt: int = 1  # 1: the first try of this request on this executor; 2: its retry; …
 
 
 @dataclass(slots=True)
@@ -162,6 +163,7 @@ class CozeExecutor:
                 "POST", "/v1/workflow/run", operation, body, timeout
             )
             outcome.calls.append(call)
+            call.attempt = len(outcome.calls)
             outcome.kind = kind
             if kind == "succeeded" and operation == "workflow.submit" and not call.execute_id:
                 call.error = "Coze accepted the async run without an execute_id"
