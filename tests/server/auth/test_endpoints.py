@@ -5,14 +5,17 @@ Every route refuses a non-admin token (403) and a missing one (401)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from standardwebhooks import Webhook
 
+from ability_gateway.server.app import create_app
 from ability_gateway.server.auth.service import create_token
 from ability_gateway.server.state import GatewayState
+from tests.conftest import make_settings
 from tests.server.conftest import LiveFactory
 from tests.support import Receiver
 
@@ -285,3 +288,25 @@ async def test_both_callback_secrets_sign_during_a_secret_rotations_overlap(
     assert len(signatures(after)) == 1
     assert not verifies(new_secret, after)  # the secret rotated again, without overlap
     assert not verifies(app.callback_secret, after)
+
+
+async def test_revocation_and_rotation_reach_another_node_within_the_auth_cache_time(
+    tmp_path: Path, sim_url: str
+) -> None:
+    settings = make_settings(tmp_path, sim_url, auth_cache_seconds=0.5)
+    node_a, node_b = create_app(settings), create_app(settings)  # one database, two nodes
+    async with node_a.router.lifespan_context(node_a), node_b.router.lifespan_context(node_b):
+        state: GatewayState = node_a.state.gateway
+        root = bearer((await create_token(state.db, "root", admin=True)).token)
+        a = httpx.AsyncClient(transport=httpx.ASGITransport(app=node_a), base_url="http://a")
+        b = httpx.AsyncClient(transport=httpx.ASGITransport(app=node_b), base_url="http://b")
+        async with a, b:
+            revoked = await create(a, root)
+            rotated = await create(a, root)
+            for made in (revoked, rotated):
+                assert await works(b, made["token"]) == 200  # node B caches them
+            await a.post(f"/api/admin/tokens/{revoked['id']}/revoke", headers=root)
+            await a.post(f"/api/admin/tokens/{rotated['id']}/rotate", headers=root)
+            await asyncio.sleep(0.6)  # B's cache holds a token for at most 0.5 s
+            assert await works(b, revoked["token"]) == 401
+            assert await works(b, rotated["token"]) == 401
