@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/callbacks.py
 	$(BIN)/python bench/inflight.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/usage_query.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -79,7 +79,7 @@ def demo(
     os.environ.setdefault("GATEWAY_EGRESS_ALLOW", "127.0.0.0/8")
     get_settings_cache_clear()
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     simulator = subprocess.Popen(
         [
             sys.executable,

@@ -10,7 +10,6 @@ pydantic installed.
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from typing import TYPE_CHECKING, Annotated
 
@@ -36,12 +35,11 @@ def get_settings_cache_clear() -> None:
     get_settings.cache_clear()
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Migrations log every plugin they load at INFO; only their problems matter here.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def _configure_logging(settings: Settings) -> None:
+    """The root log handler: GATEWAY_LOG_LEVEL, GATEWAY_LOG_FORMAT (see server/logs.py)."""
+    from ability_gateway.server.logs import configure
+
+    configure(settings.log_level, settings.log_format)
 
 
 def _run_server(settings: Settings, host: str, port: int, on_ready: str | None = None) -> None:
@@ -72,7 +70,7 @@ def serve(
 ) -> None:
     """Start the gateway with its settings from the environment (GATEWAY_*)."""
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     # The address given here is the one the default public URL (local media) names.
     settings = settings.model_copy(
         update={"host": host or settings.host, "port": settings.port if port is None else port}
@@ -88,7 +86,7 @@ def worker() -> None:
     from ability_gateway.server.lifecycle import gateway_state
 
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     catalog = Catalog.load(settings.catalog_file)
 
     async def run() -> None:

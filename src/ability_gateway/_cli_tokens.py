@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -30,10 +30,12 @@ async def _token_create(
     expires_in_days: float | None,
     rate_limit: int | None = None,
     max_concurrent: int | None = None,
+    quotas: Quotas | None = None,
 ) -> dict[str, object]:
     from ability_gateway.server.auth.service import create_token
     from ability_gateway.server.db import Database
     from ability_gateway.server.migrate import upgrade_to_head
+    from ability_gateway.server.usage.service import set_quotas
 
     db = Database(settings.resolved_database_url)
     try:
@@ -46,6 +48,8 @@ async def _token_create(
             rate_limit_per_minute=rate_limit,
             max_concurrent_tasks=max_concurrent,
         )
+        if quotas:
+            await set_quotas(db, created.id, **quotas)
     finally:
         await db.dispose()
     return {
@@ -57,7 +61,52 @@ async def _token_create(
         "expiresAt": created.expires_at,
         "rateLimitPerMinute": rate_limit,
         "maxConcurrentTasks": max_concurrent,
+        **({"quotas": {_QUOTA_NAMES[k]: v for k, v in quotas.items()}} if quotas else {}),
     }
+
+
+# Quota options: set_quotas keyword → value (None removes); shared by create and limits.
+Quotas = dict[str, Any]
+_QUOTA_NAMES = {
+    "daily_invocations": "dailyInvocations",
+    "daily_by_ability": "dailyInvocationsByAbility",
+    "media_bytes": "mediaBytes",
+}
+DailyQuota = Annotated[
+    int | None, typer.Option("--daily-quota", help="Invocations a day (quota timezone).", min=0)
+]
+AbilityQuota = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ability-quota",
+        metavar="ABILITY_ID=N",
+        help="ABILITY_ID=N: invocations a day of one ability (repeatable; replaces the set).",
+    ),
+]
+MediaQuota = Annotated[
+    int | None, typer.Option("--media-quota-bytes", help="Bytes of stored media.", min=0)
+]
+
+
+def _quotas(
+    daily: int | None, by_ability: list[str] | None, media_bytes: int | None, *, zero_removes: bool
+) -> Quotas:
+    """The quotas given on the command line (in ``limits``, 0 removes one)."""
+    values: Quotas = {}
+    if daily is not None:
+        values["daily_invocations"] = daily or None if zero_removes else daily
+    if by_ability:
+        caps: dict[str, int] = {}
+        for item in by_ability:
+            ability, sep, count = item.partition("=")
+            if not sep or not ability.strip() or not count.strip().isdigit():
+                raise typer.BadParameter("expected ABILITY_ID=N", param_hint="--ability-quota")
+            if int(count) or not zero_removes:
+                caps[ability.strip()] = int(count)
+        values["daily_by_ability"] = caps or None
+    if media_bytes is not None:
+        values["media_bytes"] = media_bytes or None if zero_removes else media_bytes
+    return values
 
 
 @token_app.command("create")
@@ -74,6 +123,9 @@ def token_create(
         int | None, typer.Option(help="Unfinished tasks at once (default: unlimited).", min=1)
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    daily_quota: DailyQuota = None,
+    ability_quota: AbilityQuota = None,
+    media_quota_bytes: MediaQuota = None,
 ) -> None:
     """Create a token. It is shown once: only its hash is stored."""
     if not name.strip():
@@ -81,7 +133,15 @@ def token_create(
     if expires_in_days is not None and expires_in_days <= 0:
         raise typer.BadParameter("must be positive", param_hint="--expires-in-days")
     created = asyncio.run(
-        _token_create(_settings(), name, admin, expires_in_days, rate_limit, max_concurrent)
+        _token_create(
+            _settings(),
+            name,
+            admin,
+            expires_in_days,
+            rate_limit,
+            max_concurrent,
+            _quotas(daily_quota, ability_quota, media_quota_bytes, zero_removes=False),
+        )
     )
     if as_json:
         print(json.dumps(created))
@@ -150,26 +210,33 @@ def token_limits(
     max_concurrent: Annotated[
         int | None, typer.Option(help="Unfinished tasks at once; 0 removes the limit.", min=0)
     ] = None,
+    daily_quota: DailyQuota = None,
+    ability_quota: AbilityQuota = None,
+    media_quota_bytes: MediaQuota = None,
 ) -> None:
-    """Change a token's limits (running nodes apply it within GATEWAY_AUTH_CACHE_SECONDS)."""
+    """Change a token's limits and quotas (0 removes one; running nodes apply it within
+    GATEWAY_AUTH_CACHE_SECONDS)."""
     from ability_gateway.server.auth.service import set_token_limits
     from ability_gateway.server.db import Database
     from ability_gateway.server.migrate import upgrade_to_head
+    from ability_gateway.server.usage.service import set_quotas
 
     values: dict[str, int | None] = {}
     if rate_limit is not None:
         values["rate_limit_per_minute"] = rate_limit or None
     if max_concurrent is not None:
         values["max_concurrent_tasks"] = max_concurrent or None
-    if not values:
-        raise typer.BadParameter("give --rate-limit and/or --max-concurrent")
+    quotas = _quotas(daily_quota, ability_quota, media_quota_bytes, zero_removes=True)
+    if not values and not quotas:
+        raise typer.BadParameter("give --rate-limit, --max-concurrent and/or a quota")
     settings = _settings()
 
     async def run() -> bool:
         db = Database(settings.resolved_database_url)
         try:
             await upgrade_to_head(db)
-            return await set_token_limits(db, token_id, values)
+            found = await set_token_limits(db, token_id, values) if values else True
+            return found and (await set_quotas(db, token_id, **quotas) if quotas else True)
         finally:
             await db.dispose()
 

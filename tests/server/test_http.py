@@ -23,7 +23,10 @@ async def test_unexpected_error_is_500_with_the_uniform_body(app: FastAPI) -> No
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
-    assert (await client.get("/readyz")).json() == {"status": "ready"}
+    assert (await client.get("/readyz")).json() == {
+        "status": "ready",
+        "executors": [{"id": "default", "state": "closed", "reason": None}],
+    }
 
 
 async def test_openapi_documents_the_invoke_body(client: httpx.AsyncClient) -> None:

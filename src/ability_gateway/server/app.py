@@ -29,11 +29,15 @@ from ability_gateway.server.health.endpoints import router as health_router
 from ability_gateway.server.http import RequestIdMiddleware
 from ability_gateway.server.input_guard import ControlCharacterGuard
 from ability_gateway.server.lifecycle import gateway_state
+from ability_gateway.server.logs import RequestLogMiddleware
 from ability_gateway.server.media.endpoints import router as media_router
+from ability_gateway.server.metrics.endpoints import router as metrics_router
 from ability_gateway.server.openapi import finish_document
 from ability_gateway.server.provider_callbacks.endpoints import router as provider_callbacks_router
 from ability_gateway.server.tasks.endpoints import router as tasks_router
 from ability_gateway.server.tasks.schemas import InvokeRequest
+from ability_gateway.server.tracing import TracingMiddleware, fastapi_options
+from ability_gateway.server.usage.endpoints import router as usage_router
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Served from the package's own files instead of a CDN (apidocs).
         docs_url=None,
         redoc_url=None,
+        **fastapi_options(),
     )
     _document_extra_schemas(app, catalog, settings)
     install_api_docs(app)
@@ -101,6 +106,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware)
     # NUL and control characters in the path, query and headers: a 400 before any route.
     app.add_middleware(ControlCharacterGuard)
+    # The request's span (when tracing is on), inside RequestIdMiddleware: it has the id.
+    app.add_middleware(TracingMiddleware)
+    if settings.access_log:
+        # One `request.end` line a request, inside RequestIdMiddleware: it has the id.
+        app.add_middleware(RequestLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(abilities_router)
     app.include_router(tasks_router)
@@ -112,4 +122,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(provider_callbacks_router)
     app.include_router(health_router)
     app.include_router(media_router)
+    app.include_router(metrics_router)
+    app.include_router(usage_router)
     return app

@@ -11,6 +11,7 @@ from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, collapse_addresses, ip_network
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -189,6 +190,11 @@ class Settings(BaseSettings):
         description="Delete finished tasks, their call logs and callback attempts this many "
         "days after they ended (0 = keep forever); usage rollups are kept.",
     )
+    quota_timezone: str = Field(
+        "UTC",
+        description="IANA time zone of quota days and of usage grouped by day "
+        "(e.g. `Asia/Shanghai`): daily quotas reset at its midnight.",
+    )
     redis_url: str | None = Field(
         None,
         description="Redis for limits shared by every node (`redis://host:6379/0`); "
@@ -202,8 +208,29 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         30.0, ge=0, description="On shutdown, how long in-flight invocations may still run."
     )
+    metrics_enabled: bool = Field(
+        True, description="Record Prometheus metrics and serve them at `/metrics`."
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="A bearer token that may read `/metrics` besides admin tokens "
+        "(for a scraper that holds no gateway token).",
+    )
     log_level: str = Field("INFO", description="Root log level.")
-    access_log: bool = Field(False, description="Log every HTTP request (uvicorn access log).")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`text` (readable lines) or `json` (one JSON object a line)."
+    )
+    access_log: bool = Field(
+        True,
+        description="Log one line per HTTP request (`request.end`, at INFO; "
+        "uvicorn's own access log is always off).",
+    )
+    otel_enabled: bool | None = Field(
+        None,
+        description="OpenTelemetry traces (the `otel` extra). Unset: on when opentelemetry-sdk "
+        "is installed and the OTEL_* variables name an exporter.",
+    )
     max_header_bytes: int = Field(
         64 * 1024,
         ge=1024,
@@ -252,6 +279,15 @@ class Settings(BaseSettings):
             raise ValueError("comma-separated seconds, e.g. 10,30,60,300,600") from exc
         if any(d < 0 or d != d for d in delays):
             raise ValueError("delays must be non-negative seconds")
+        return value
+
+    @field_validator("quota_timezone")
+    @classmethod
+    def _zone_is_known(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (an IANA name: Asia/Shanghai)") from exc
         return value
 
     @field_validator("egress_allow")

@@ -8,7 +8,8 @@ Writes are plain functions of a synchronous :class:`~sqlalchemy.engine.Connectio
   write connection and runs whatever write functions are waiting *in one
   transaction* (``BEGIN IMMEDIATE`` … ``COMMIT``): group commit. If one function
   fails, the batch is rolled back and each function is run again alone, so only
-  the guilty one fails. Write functions therefore must only touch the database.
+  the guilty one fails. Write functions therefore must only touch the database (a log
+  line of what a write did waits for its commit: ``logs.log_after_commit``).
 * **PostgreSQL** runs each write function in its own transaction through
   ``AsyncConnection.run_sync`` on an ordinary pool.
 
@@ -47,6 +48,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from ability_gateway.server.errors import DatabaseUnavailable
+from ability_gateway.server.logs import emit_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -299,11 +301,13 @@ class Database:
             _configure_sqlite(
                 self.reader.sync_engine, immediate=False, busy_timeout_ms=sqlite_busy_timeout_ms
             )
+            emit_on_commit(sync_engine)
         else:
             self.sync_writer = None
             self.reader = create_async_engine(
                 url, pool_size=20, max_overflow=10, pool_pre_ping=True, **common
             )
+            emit_on_commit(self.reader.sync_engine)
 
     @property
     def dialect(self) -> Dialect:

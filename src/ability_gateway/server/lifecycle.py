@@ -21,6 +21,7 @@ from ability_gateway.server.executors.registry import ExecutorRegistry
 from ability_gateway.server.media import jobs as media_jobs
 from ability_gateway.server.media.service import MediaService
 from ability_gateway.server.media.storage import Storage
+from ability_gateway.server.metrics.registry import metrics_for
 from ability_gateway.server.migrate import upgrade_to_head
 from ability_gateway.server.retention import jobs as retention_jobs
 from ability_gateway.server.runner.runner import Runner, RunnerDeps
@@ -28,6 +29,8 @@ from ability_gateway.server.runner.steps import JobRegistry
 from ability_gateway.server.state import GatewayState, Services
 from ability_gateway.server.tasks import steps as task_jobs
 from ability_gateway.server.tasks.events import TaskEvents
+from ability_gateway.server.tracing import configure as configure_tracing
+from ability_gateway.server.tracing import shutdown as shutdown_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ logger = logging.getLogger(__name__)
 async def gateway_state(
     settings: Settings, catalog: Catalog, *, run_jobs: bool
 ) -> AsyncIterator[GatewayState]:
+    configure_tracing(settings)  # on or off for this process: tracing/__init__.py
     db = Database(
         settings.resolved_database_url,
         sqlite_synchronous=settings.sqlite_synchronous,
@@ -44,6 +48,8 @@ async def gateway_state(
     await upgrade_to_head(db)
     limiter = RequestLimiter(settings.redis_url)
     executors = ExecutorRegistry.from_settings(settings, limiter.limiter)
+    metrics = metrics_for(settings.metrics_enabled, catalog)
+    metrics.watch_executors(executors.all())
     egress = SafeClient(settings.egress_networks, user_agent=USER_AGENT)
     storage = Storage.from_url(
         settings.resolved_storage_url,
@@ -70,8 +76,10 @@ async def gateway_state(
             SafeClient(settings.egress_networks, user_agent=USER_AGENT, limit=32),
             max_download_bytes=settings.media_max_download_bytes,
             download_timeout=settings.media_download_timeout_seconds,
+            metrics=metrics,
         ),
         task_events=TaskEvents(),
+        metrics=metrics,
     )
     # Every job kind, named by its domain: nothing registers by being imported.
     jobs = JobRegistry()
@@ -125,6 +133,7 @@ async def gateway_state(
         if run_jobs:
             await state.runner.stop(grace_seconds=settings.shutdown_grace_seconds)
         await executors.close()
+        metrics.close()
         await state.callback_client.close()
         await state.media.client.close()
         try:
@@ -132,3 +141,4 @@ async def gateway_state(
             await asyncio.wait_for(db.dispose(), timeout=10)
         except TimeoutError:
             logger.warning("closing the database connections took over 10 s; left to exit")
+        shutdown_tracing()  # the last spans exported

@@ -137,7 +137,10 @@ def server_config(app: Any, settings: Settings, host: str, port: int) -> uvicorn
         port=port,
         loop="uvloop",
         http=guarded_protocol(settings.max_header_bytes, settings.header_timeout_seconds),
-        access_log=settings.access_log,
+        # Our `request.end` line (logs.py) replaces uvicorn's access log, and uvicorn's own
+        # lines go to the root handler in GATEWAY_LOG_FORMAT (no logging config of its own).
+        access_log=False,
+        log_config=None,
         log_level=settings.log_level.lower(),
         lifespan="on",
     )

@@ -1,6 +1,7 @@
 """What one gateway process holds for its lifetime, built in the app's lifespan.
 
-    Services (frozen: settings, db, catalog, executors, callback client, media, task events)
+    Services (frozen: settings, db, catalog, executors, callback client, media, task events,
+       │      metrics)
        │  handed to every job step as ``ctx.gateway``, through
        ▼
     Runner (gets a narrow ``RunnerDeps``: db, the services, a notify hook, its settings)
@@ -29,6 +30,7 @@ from ability_gateway.server.db import Database
 from ability_gateway.server.egress import SafeClient
 from ability_gateway.server.executors.registry import ExecutorRegistry
 from ability_gateway.server.media.service import MediaService
+from ability_gateway.server.metrics.registry import Metrics
 from ability_gateway.server.runner.runner import Runner
 from ability_gateway.server.tasks.cache import Flights
 from ability_gateway.server.tasks.events import TaskEvents
@@ -47,6 +49,8 @@ class Services:
     callback_client: SafeClient
     media: MediaService
     task_events: TaskEvents
+    # What every part records (metrics/registry.py); the default records nothing.
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 @dataclass(slots=True)
@@ -87,6 +91,10 @@ class GatewayState:
     @property
     def task_events(self) -> TaskEvents:
         return self.services.task_events
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.services.metrics
 
     def track(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coro`` as a task that outlives its request and is awaited at shutdown."""

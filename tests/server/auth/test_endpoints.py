@@ -310,3 +310,42 @@ async def test_revocation_and_rotation_reach_another_node_within_the_auth_cache_
             await asyncio.sleep(0.6)  # B's cache holds a token for at most 0.5 s
             assert await works(b, revoked["token"]) == 401
             assert await works(b, rotated["token"]) == 401
+
+
+async def test_quotas_are_set_at_creation_and_changed_by_field(
+    client: httpx.AsyncClient, admin: dict[str, str], sample_image: str
+) -> None:
+    created = await create(
+        client, admin, quotas={"dailyInvocations": 1, "dailyInvocationsByAbility": {PROMPT: 5}}
+    )
+    assert created["quotas"] == {
+        "dailyInvocations": 1,
+        "dailyInvocationsByAbility": {PROMPT: 5},
+        "mediaBytes": None,
+    }
+    invoke = f"/api/abilities/{PROMPT}/invoke"
+    headers = bearer(created["token"])
+    first = await client.post(invoke, json={"inputs": {"url": sample_image}}, headers=headers)
+    assert first.status_code == 200
+    refused = await client.post(
+        invoke, json={"inputs": {"url": f"{sample_image}?2"}}, headers=headers
+    )
+    assert refused.status_code == 429
+    assert refused.json()["quota"] == "dailyInvocations"
+    url = f"/api/admin/tokens/{created['id']}"
+    raised = (
+        await client.patch(url, json={"quotas": {"dailyInvocations": 10}}, headers=admin)
+    ).json()
+    assert raised["quotas"]["dailyInvocations"] == 10
+    assert raised["quotas"]["dailyInvocationsByAbility"] == {PROMPT: 5}  # not sent: kept
+    again = await client.post(
+        invoke, json={"inputs": {"url": f"{sample_image}?3"}}, headers=headers
+    )
+    assert again.status_code == 200
+    removed = (
+        await client.patch(url, json={"quotas": {"dailyInvocations": None}}, headers=admin)
+    ).json()
+    assert removed["quotas"]["dailyInvocations"] is None
+    bad = await client.patch(url, json={"quotas": {"mediaBytes": -1}}, headers=admin)
+    assert bad.status_code == 400
+    assert bad.json()["errors"][0]["field"] == "quotas.mediaBytes"

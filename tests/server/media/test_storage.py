@@ -383,3 +383,26 @@ async def test_s3_public_url_uses_the_configured_base(s3_server: S3Server, s3_bu
     storage = s3_storage(s3_server, s3_bucket, public_base_url="https://cdn.example.com/m/")
 
     assert await storage.public_url("ab/cdef.png") == "https://cdn.example.com/m/ab/cdef.png"
+
+
+# check(): what /readyz asks of the store
+
+
+async def test_check_passes_on_a_working_store_and_leaves_nothing(storage: Storage) -> None:
+    await storage.check()
+    await storage.check()
+    assert await storage.list_older_than(datetime.now(UTC) + timedelta(days=1)) == []
+
+
+async def test_local_check_fails_when_the_directory_is_gone_for_a_file(tmp_path: Path) -> None:
+    storage = local_storage(tmp_path / "media")
+    (tmp_path / "media").rmdir()
+    (tmp_path / "media").write_bytes(b"a file where the directory was")
+    with pytest.raises(Exception, match="Not a directory"):
+        await storage.check()
+
+
+async def test_s3_check_fails_for_a_missing_bucket(s3_server: S3Server) -> None:
+    storage = s3_storage(s3_server, "no-such-bucket-here")
+    with pytest.raises(Exception):  # noqa: B017, PT011 - obstore's error types vary by cause
+        await storage.check()

@@ -36,7 +36,12 @@ Short = Annotated[str | None, Query(max_length=128)]
 _REDELIVER_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Redeliver"}}},
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/Redeliver"},
+                "example": {"state": "exhausted", "limit": 50},
+            }
+        },
     }
 }
 _RATE_LIMITED: dict[int | str, dict[str, Any]] = {

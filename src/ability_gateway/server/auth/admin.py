@@ -72,6 +72,11 @@ def view(row: RowMapping) -> dict[str, Any]:
             "rateLimitPerMinute": row["rate_limit_per_minute"],
             "maxConcurrentTasks": row["max_concurrent_tasks"],
         },
+        "quotas": {
+            "dailyInvocations": row["quota_daily_invocations"],
+            "dailyInvocationsByAbility": row["quota_daily_by_ability"],
+            "mediaBytes": row["quota_media_bytes"],
+        },
     }
 
 

@@ -17,6 +17,7 @@ from ability_gateway.server.auth.schemas import (
     Rotate,
     RotatedToken,
     TokenPage,
+    TokenQuotas,
     TokenView,
     UpdateToken,
 )
@@ -26,6 +27,8 @@ from ability_gateway.server.errors import ErrorBody
 from ability_gateway.server.http import JSONResponse
 from ability_gateway.server.jsonbody import read_model
 from ability_gateway.server.openapi import ERROR_RESPONSES
+from ability_gateway.server.state import GatewayState
+from ability_gateway.server.usage.service import UNSET, set_quotas
 
 router = APIRouter(prefix="/api/admin/tokens", tags=["admin: tokens"])
 
@@ -38,9 +41,10 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _body(model: type[Any], required: bool = True) -> dict[str, Any]:
+def _body(model: type[Any], example: dict[str, Any], required: bool = True) -> dict[str, Any]:
     ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"requestBody": {"required": required, "content": {"application/json": {"schema": ref}}}}
+    content = {"application/json": {"schema": ref, "example": example}}
+    return {"requestBody": {"required": required, "content": content}}
 
 
 @router.post(
@@ -49,7 +53,15 @@ def _body(model: type[Any], required: bool = True) -> dict[str, Any]:
     status_code=201,
     response_model=CreatedTokenView,
     responses=ERROR_RESPONSES,
-    openapi_extra=_body(CreateToken),
+    openapi_extra=_body(
+        CreateToken,
+        {
+            "name": "shop-app",
+            "rateLimitPerMinute": 600,
+            "expiresInDays": 90,
+            "quotas": {"dailyInvocations": 10000},
+        },
+    ),
 )
 async def create(request: Request, gateway: Gateway, token: CurrentToken) -> JSONResponse:
     """Create a token: its value and callback secret are shown in this answer only."""
@@ -63,6 +75,8 @@ async def create(request: Request, gateway: Gateway, token: CurrentToken) -> JSO
         rate_limit_per_minute=body.rateLimitPerMinute,
         max_concurrent_tasks=body.maxConcurrentTasks,
     )
+    if body.quotas is not None:
+        await _set_quotas(gateway, created.id, body.quotas)
     view = await admin.get(gateway.db, created.id)
     answer = {**view, "token": created.token, "callbackSecret": created.callback_secret}
     return JSONResponse(answer, status_code=201)
@@ -100,7 +114,7 @@ async def get_token(token_id: TokenId, gateway: Gateway, token: CurrentToken) ->
     operation_id="update_token",
     response_model=TokenView,
     responses={**ERROR_RESPONSES, **_NOT_FOUND, **_CONFLICT},
-    openapi_extra=_body(UpdateToken),
+    openapi_extra=_body(UpdateToken, {"maxConcurrentTasks": 20, "rateLimitPerMinute": None}),
 )
 async def update_token(
     token_id: TokenId, request: Request, gateway: Gateway, token: CurrentToken
@@ -122,7 +136,23 @@ async def update_token(
         days = body.expiresInDays
         expires = None if days is None else int(days * 86_400_000)
     view = await admin.change(gateway.db, gateway.token_cache, token_id, values, expires)
+    if body.quotas is not None:
+        await _set_quotas(gateway, token_id, body.quotas)
+        view = await admin.get(gateway.db, token_id)
     return JSONResponse(view)
+
+
+async def _set_quotas(gateway: GatewayState, token_id: str, quotas: TokenQuotas) -> None:
+    """The quotas sent (``null`` removes one; one left out stays)."""
+    sent = quotas.model_fields_set
+    await set_quotas(
+        gateway.db,
+        token_id,
+        quotas.dailyInvocations if "dailyInvocations" in sent else UNSET,
+        quotas.dailyInvocationsByAbility if "dailyInvocationsByAbility" in sent else UNSET,
+        quotas.mediaBytes if "mediaBytes" in sent else UNSET,
+        cache=gateway.token_cache,
+    )
 
 
 @router.post(
@@ -142,7 +172,7 @@ async def revoke_token(token_id: TokenId, gateway: Gateway, token: CurrentToken)
     operation_id="rotate_token",
     response_model=RotatedToken,
     responses={**ERROR_RESPONSES, **_NOT_FOUND, **_CONFLICT},
-    openapi_extra=_body(Rotate, required=False),
+    openapi_extra=_body(Rotate, {"overlapSeconds": 86400}, required=False),
 )
 async def rotate_token(
     token_id: TokenId, request: Request, gateway: Gateway, token: CurrentToken
@@ -161,7 +191,7 @@ async def rotate_token(
     operation_id="rotate_callback_secret",
     response_model=RotatedToken,
     responses={**ERROR_RESPONSES, **_NOT_FOUND, **_CONFLICT},
-    openapi_extra=_body(Rotate, required=False),
+    openapi_extra=_body(Rotate, {"overlapSeconds": 86400}, required=False),
 )
 async def rotate_secret(
     token_id: TokenId, request: Request, gateway: Gateway, token: CurrentToken

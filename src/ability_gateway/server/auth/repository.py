@@ -40,6 +40,9 @@ _FIND_ACTIVE = select(
     tokens.c.expires_at,
     tokens.c.rate_limit_per_minute,
     tokens.c.max_concurrent_tasks,
+    tokens.c.quota_daily_invocations,
+    tokens.c.quota_daily_by_ability,
+    tokens.c.quota_media_bytes,
     # Matched by the value before a rotation: it works until its overlap ends.
     (tokens.c.token_hash != bindparam("token_hash")).label("by_previous"),
     tokens.c.previous_token_expires_at,
@@ -96,6 +99,9 @@ _VIEW = select(
     tokens.c.last_used_at,
     tokens.c.previous_token_expires_at,
     tokens.c.previous_secret_expires_at,
+    tokens.c.quota_daily_invocations,
+    tokens.c.quota_daily_by_ability,
+    tokens.c.quota_media_bytes,
     db_now_ms().label("now"),
 )
 

@@ -16,6 +16,17 @@ class TokenLimits(BaseModel):
     maxConcurrentTasks: int | None = Field(None, description="Unfinished tasks at once.")
 
 
+class TokenQuotas(BaseModel):
+    """Invocations a day (days in `GATEWAY_QUOTA_TIMEZONE`), per ability a day, and stored
+    media bytes; `null`: none."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    dailyInvocations: int | None = Field(None, ge=0)
+    dailyInvocationsByAbility: dict[str, int] | None = None
+    mediaBytes: int | None = Field(None, ge=0)
+
+
 class TokenView(BaseModel):
     """A token as an admin sees it: never its value or callback secret."""
 
@@ -37,6 +48,7 @@ class TokenView(BaseModel):
         description="After a secret rotation: until when callbacks carry the old signature too."
     )
     limits: TokenLimits
+    quotas: TokenQuotas
 
 
 class TokenPage(BaseModel):
@@ -63,6 +75,7 @@ class CreateToken(BaseModel):
     expiresInDays: float | None = Field(None, gt=0, le=3650)
     rateLimitPerMinute: int | None = Field(None, ge=1, le=1_000_000)
     maxConcurrentTasks: int | None = Field(None, ge=1, le=1_000_000)
+    quotas: TokenQuotas | None = None
 
 
 class UpdateToken(BaseModel):
@@ -74,6 +87,9 @@ class UpdateToken(BaseModel):
     expiresInDays: float | None = Field(None, gt=0, le=3650)
     rateLimitPerMinute: int | None = Field(None, ge=1, le=1_000_000)
     maxConcurrentTasks: int | None = Field(None, ge=1, le=1_000_000)
+    quotas: TokenQuotas | None = Field(
+        None, description="Only the quotas sent change; `null` removes one."
+    )
 
 
 class Rotate(BaseModel):

@@ -16,6 +16,7 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -41,6 +42,10 @@ class Principal:
     scopes: frozenset[str]
     rate_limit_per_minute: int | None = None
     max_concurrent_tasks: int | None = None
+    # Quotas (usage/quotas.py), None: none. Per ability: {ability id: invocations a day}.
+    quota_daily_invocations: int | None = None
+    quota_daily_by_ability: Mapping[str, int] | None = None
+    quota_media_bytes: int | None = None
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
@@ -163,6 +168,9 @@ async def authenticate(db: Database, cache: TokenCache, authorization: str | Non
         scopes=frozenset(row["scopes"]),
         rate_limit_per_minute=row["rate_limit_per_minute"],
         max_concurrent_tasks=row["max_concurrent_tasks"],
+        quota_daily_invocations=row["quota_daily_invocations"],
+        quota_daily_by_ability=row["quota_daily_by_ability"] or None,
+        quota_media_bytes=row["quota_media_bytes"],
     )
     expires_at = row["expires_at"]
     if row["by_previous"]:  # a rotated-away value: it ends with its overlap

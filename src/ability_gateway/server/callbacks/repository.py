@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ability_gateway.server.db import db_now_ms
 from ability_gateway.server.ids import new_id
-from ability_gateway.server.models import deliveries, delivery_attempts, tokens
+from ability_gateway.server.models import deliveries, delivery_attempts, tasks, tokens
 from ability_gateway.server.runner.queue import enqueue
 
 DELIVER_JOB = "callback.deliver"
@@ -81,8 +81,11 @@ _LOAD = (
             (tokens.c.previous_secret_expires_at > db_now_ms(), tokens.c.previous_callback_secret),
             else_=null(),
         ).label("previous_callback_secret"),
+        # The task's trace, which its callback attempts join (tracing/).
+        tasks.c.traceparent,
     )
     .join(tokens, tokens.c.id == deliveries.c.token_id)
+    .outerjoin(tasks, tasks.c.id == deliveries.c.task_id)
     .where(deliveries.c.id == bindparam("delivery_id"))
 )
 

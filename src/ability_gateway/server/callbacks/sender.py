@@ -6,10 +6,12 @@ Success is HTTP 2xx and, when the answer is a JSON object with a ``code``, ``cod
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -18,6 +20,11 @@ from standardwebhooks import Webhook
 
 from ability_gateway import __version__
 from ability_gateway.server.egress import EgressRefused, SafeClient, describe
+from ability_gateway.server.logs import log_event
+from ability_gateway.server.tracing import Span, span
+from ability_gateway.server.tracing import inject as inject_trace
+
+logger = logging.getLogger(__name__)
 
 USER_AGENT = f"ability-gateway/{__version__} (callbacks)"
 EXCERPT_BYTES = 1024
@@ -81,18 +88,70 @@ def safe_text(data: bytes) -> str:
 
 
 async def attempt(client: SafeClient, delivery: RowMapping, *, timeout: float) -> AttemptResult:
+    """One attempt, in a span of the task's trace (``traceparent``, stored with the task)."""
+    attributes = {"gateway.delivery.id": delivery["id"], "gateway.task.id": delivery["task_id"]}
+    with span(
+        "callback.attempt", attributes, parent=delivery.get("traceparent"), kind="client"
+    ) as traced:
+        result = await _attempt(client, delivery, timeout)
+        _trace(traced, delivery, result)
+        return result
+
+
+def log_attempt(
+    delivery: RowMapping, number: int, result: AttemptResult, outcome: str, *, manual: bool
+) -> None:
+    """``callback.attempt``: the receiver's host and answer status, never its URL's path or
+    query, the headers sent (a caller's values, the signature) or either body. ``outcome``
+    is the delivery's state after it (``retrying`` while attempts remain); a delivery that
+    gives up (``exhausted``, ``gone``) is a WARNING."""
+    level = logging.WARNING if outcome in ("exhausted", "gone") else logging.INFO
+    log_event(
+        logger,
+        "callback.attempt",
+        level,
+        deliveryId=delivery["id"],
+        taskId=delivery["task_id"],
+        attempt=number,
+        manual=manual or None,
+        receiverHost=urlsplit(delivery["url"]).hostname,
+        receiverStatus=result.http_status,
+        outcome=outcome,
+        durationMs=result.duration_ms,
+        error=result.error,
+    )
+
+
+def _trace(traced: Span, delivery: RowMapping, result: AttemptResult) -> None:
+    if not traced.recording:
+        return
+    traced.set(
+        {
+            # The receiver's host only: a callback URL's path or query may hold a secret.
+            "server.address": urlsplit(delivery["url"]).hostname,
+            "gateway.callback.attempt": delivery["attempts"] + 1,
+            "http.response.status_code": result.http_status,
+        }
+    )
+    if not result.ok:
+        traced.fail(result.error or "the receiver refused it")
+
+
+async def _attempt(client: SafeClient, delivery: RowMapping, timeout: float) -> AttemptResult:
     body = delivery["body"]
-    headers = {
-        **(delivery["headers"] or {}),
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        **sign(
-            delivery["callback_secret"],
-            delivery["id"],
-            body,
-            previous=delivery["previous_callback_secret"],
-        ),
-    }
+    headers = inject_trace(
+        {
+            **(delivery["headers"] or {}),
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            **sign(
+                delivery["callback_secret"],
+                delivery["id"],
+                body,
+                previous=delivery["previous_callback_secret"],
+            ),
+        }
+    )
     started = time.perf_counter()
     try:
         response = await client.post(

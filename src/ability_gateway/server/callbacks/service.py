@@ -17,7 +17,7 @@ from ability_gateway.server.auth.limits import RateLimited
 from ability_gateway.server.auth.service import Principal
 from ability_gateway.server.callbacks import repository
 from ability_gateway.server.callbacks.repository import DELIVER_JOB
-from ability_gateway.server.callbacks.sender import attempt
+from ability_gateway.server.callbacks.sender import attempt, log_attempt
 from ability_gateway.server.errors import NotFound, shorten
 from ability_gateway.server.runner import repository as jobs
 from ability_gateway.server.state import GatewayState
@@ -108,6 +108,14 @@ async def redeliver_task(gateway: GatewayState, task_id: str) -> dict[str, Any]:
         )
         raise
     state = "delivered" if result.ok else delivery["state"]
+    gateway.metrics.delivery_attempt("delivered" if result.ok else "failed", None)
+    log_attempt(
+        delivery,
+        delivery["attempts"] + 1,
+        result,
+        "delivered" if result.ok else "failed",
+        manual=True,
+    )
 
     def write(conn: Any) -> None:
         repository.record_attempt(
@@ -151,6 +159,7 @@ async def _start_redelivery(gateway: GatewayState, delivery_id: str) -> None:
     if wait_ms <= 0:
         return
     retry_after = {"Retry-After": str(max(1, math.ceil(wait_ms / 1000)))}
+    gateway.metrics.refused("redelivery")
     if busy:
         raise RateLimited(
             "A redelivery of this task's callback is already in flight", headers=retry_after

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from ability_gateway.server.callbacks import repository
 from ability_gateway.server.callbacks.repository import DELIVER_JOB
-from ability_gateway.server.callbacks.sender import attempt
+from ability_gateway.server.callbacks.sender import attempt, log_attempt
 from ability_gateway.server.config import Settings
 from ability_gateway.server.runner.steps import JobRegistry, KindPolicy, StepContext, StepResult
 
@@ -70,6 +70,8 @@ async def deliver(ctx: StepContext[Services]) -> StepResult:
     else:
         delay = next_delay(number, settings.callback_schedule)
         state = "pending" if delay is not None else "exhausted"
+    gateway.metrics.delivery_attempt("retrying" if state == "pending" else state, number)
+    log_attempt(delivery, number, result, "retrying" if state == "pending" else state, manual=False)
     writes = partial(
         repository.record_attempt,
         delivery_id=delivery_id,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import re
 import secrets
@@ -25,12 +26,17 @@ from ability_gateway.server.errors import BadRequest, FieldError, PayloadTooLarg
 from ability_gateway.server.media import repository
 from ability_gateway.server.media.sniff import EXTENSIONS, IMAGE_TYPES, sniff
 from ability_gateway.server.media.storage import Storage
+from ability_gateway.server.metrics.registry import Metrics
+from ability_gateway.server.usage import repository as usage_repository
+from ability_gateway.server.usage.quotas import QuotaExceeded, media_refused
 
 _DATA_URL = re.compile(
     r"^data:([\w.+-]+/[\w.+-]+)?((?:;[\w-]+=[\w.+-]+)*);base64,", re.ASCII | re.IGNORECASE
 )
 _WHITESPACE = re.compile(r"\s+")
 MIRROR_CONCURRENCY = 4
+# ``store_keyed(media_quota=LOOKUP)``: the token's media quota is read where it is enforced.
+LOOKUP: Any = ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +92,14 @@ class MediaService:
         *,
         max_download_bytes: int,
         download_timeout: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self.storage = storage
         self.db = db
         self.client = client
         self.max_download_bytes = max_download_bytes
         self.download_timeout = download_timeout
+        self.metrics = metrics or Metrics()
 
     async def store(
         self,
@@ -116,19 +124,40 @@ class MediaService:
         *,
         source_url: str | None = None,
         task_id: str | None = None,
+        media_quota: int | None = LOOKUP,
     ) -> tuple[str, str]:
         """Store ``data`` (once per distinct content): its storage key and public URL.
 
         ``token_id`` is the token that gave the bytes (an ``imageBase64``); the link is
         recorded even when the content was already stored by someone else. ``task_id``:
         the task whose output this is (linked as its ``output``).
+
+        The token's media quota (``media_quota``: its value when the caller knows it, None:
+        none, ``LOOKUP``: read it) is enforced in the transaction that links the content to
+        the token (QuotaExceeded, 429); a known quota is also checked before storing.
         """
         digest = hashlib.sha256(data).hexdigest()
+        quota_token = token_id if media_quota is not None else None
+        if quota_token is not None and isinstance(media_quota, int):
+            async with self.db.read() as conn:
+                over = await usage_repository.media_room_now(
+                    conn, quota_token, digest, len(data), media_quota
+                )
+            if over is not None:
+                raise media_refused(*over, len(data))
+
+        def check_quota(conn: Connection) -> None:
+            if quota_token is not None:
+                over = usage_repository.media_room(conn, quota_token, digest, len(data))
+                if over is not None:
+                    raise media_refused(*over, len(data))
+
         async with self.db.read() as conn:
             existing = await repository.key_of(conn, digest)
         if existing is not None and await self.storage.exists(existing):
 
             def touch(conn: Connection) -> None:
+                check_quota(conn)
                 repository.touch(conn, existing)
                 if token_id is not None:
                     repository.link_token(conn, digest, token_id)
@@ -142,6 +171,7 @@ class MediaService:
         await self.storage.put(key, data, content_type)
 
         def record(conn: Connection) -> str:
+            check_quota(conn)
             if token_id is not None:
                 repository.link_token(conn, digest, token_id)
             if task_id is not None:
@@ -156,7 +186,14 @@ class MediaService:
             )
             return key
 
-        stored_key = await self.db.run_write(record)
+        try:
+            stored_key = await self.db.run_write(record)
+        except QuotaExceeded:
+            with contextlib.suppress(Exception):  # stored just now, for nothing
+                await self.storage.delete(key)
+            raise
+        source = "upload" if source_url is None else "output"
+        self.metrics.media_stored(content_type, len(data), source=source)
         return stored_key, await self.storage.public_url(stored_key)
 
     async def mirror(
@@ -175,6 +212,8 @@ class MediaService:
         try:
             stored = await self.store(data, kind, token_id, source_url=url, task_id=task_id)
             return Mirrored(stored, None)
+        except QuotaExceeded as exc:  # the task still succeeds: this output stays upstream
+            return Mirrored(None, f"{url[:200]}: not stored: {exc.message}")
         except Exception as exc:  # storage down: the task still succeeds, visibly warned
             return Mirrored(None, f"{url[:200]}: could not be stored ({type(exc).__name__})")
 

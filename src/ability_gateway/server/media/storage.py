@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from obstore.store import ClientConfig, S3Config
 
 MAX_KEY_LENGTH = 200
+# What :meth:`Storage.check` writes (local) or looks up (S3): never a media key, which is
+# always ``<hash>.<extension>`` under a two-character directory.
+PROBE_KEY = ".readyz-probe"
 _KEY_CHARS = re.compile(r"[A-Za-z0-9._/-]+")
 _URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -238,6 +241,24 @@ class Storage:
         validate_key(key)
         with contextlib.suppress(FileNotFoundError):
             await obstore.delete_async(self._store, key)
+
+    async def check(self) -> None:
+        """Raise unless the store can be used now (``/readyz``).
+
+        Local: an empty object is written under :data:`PROBE_KEY` and deleted, through the
+        same path media takes, so a missing, read-only or full directory fails it (a
+        permission check alone would pass for root). S3: a listing under that key (one
+        small request with an empty answer), which fails for a missing bucket, refused
+        credentials or an endpoint that does not answer; a HEAD could not tell a missing
+        bucket from a missing object, and a write per probe would pile up versions in a
+        versioned bucket.
+        """
+        if isinstance(self._store, LocalStore):
+            await obstore.put_async(self._store, PROBE_KEY, b"")
+            with contextlib.suppress(FileNotFoundError):
+                await obstore.delete_async(self._store, PROBE_KEY)
+        else:
+            await obstore.list_with_delimiter_async(self._store, prefix=PROBE_KEY)
 
     async def list_older_than(self, cutoff: datetime, limit: int = 1000) -> list[StoredObject]:
         """Up to ``limit`` objects last modified before ``cutoff`` (aware), in no set order.

@@ -35,6 +35,8 @@ tasks = Table(
     Column("deadline_at", BigInteger, nullable=True),
     # The id of the generation job a workflow started elsewhere (external-job abilities).
     Column("external_id", String(128), nullable=True, unique=True),
+    # The W3C trace context the task's later work joins (its steps, its callback): tracing/.
+    Column("traceparent", String(55), nullable=True),
     Index("ix_tasks_token_id_created_at", "token_id", "created_at"),
     # The admin's list of every token's tasks, newest first; retention of finished ones.
     Index("ix_tasks_created_at", "created_at"),

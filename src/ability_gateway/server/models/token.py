@@ -21,6 +21,10 @@ tokens = Table(
     # Limits of this token (None: unlimited).
     Column("rate_limit_per_minute", Integer, nullable=True),
     Column("max_concurrent_tasks", Integer, nullable=True),
+    # Quotas (None: none): invocations a day, per ability a day ({ability id: n}), media bytes.
+    Column("quota_daily_invocations", Integer, nullable=True),
+    Column("quota_daily_by_ability", JSON, nullable=True),
+    Column("quota_media_bytes", BigInteger, nullable=True),
     # Rotation: the value before the last rotation keeps working until its overlap ends.
     Column("previous_token_hash", String(64), nullable=True, unique=True),
     Column("previous_token_expires_at", BigInteger, nullable=True),

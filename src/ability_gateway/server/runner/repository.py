@@ -1,4 +1,5 @@
-"""Every query on the jobs table but the claim and enqueue: heartbeat, fenced finish, sweep.
+"""Every query on the jobs table but the claim and enqueue: heartbeat, fenced finish, sweep,
+and the database-wide counts a metrics scrape reads (``active_counts``).
 
 All due-time and lease comparisons use the database clock (``db_now_ms``), so
 nodes with skewed clocks agree. Writes are sync functions for ``Database.run_write``.
@@ -16,12 +17,15 @@ from sqlalchemy import (
     BigInteger,
     Integer,
     Text,
+    and_,
     bindparam,
+    case,
     func,
     select,
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ability_gateway.server.db import db_now_ms
 from ability_gateway.server.models import jobs
@@ -178,23 +182,20 @@ class ExpiredJob:
 
 def expired(conn: Connection, limit: int) -> list[ExpiredJob]:
     """Running jobs whose lease ran out: their runner died (or stalled past its lease)."""
-    rows = (
-        conn.execute(
-            select(
-                jobs.c.id,
-                jobs.c.kind,
-                jobs.c.task_id,
-                jobs.c.payload,
-                jobs.c.crash_count,
-                jobs.c.lease_owner,
-            )
-            .where(jobs.c.state == "running", jobs.c.lease_expires_at < db_now_ms())
-            .order_by(jobs.c.lease_expires_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+    rows = conn.execute(
+        select(
+            jobs.c.id,
+            jobs.c.kind,
+            jobs.c.task_id,
+            jobs.c.payload,
+            jobs.c.crash_count,
+            jobs.c.lease_owner,
         )
-        .all()
-    )
+        .where(jobs.c.state == "running", jobs.c.lease_expires_at < db_now_ms())
+        .order_by(jobs.c.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
     return [
         ExpiredJob(id, kind, task_id, payload or {}, crash_count, owner)
         for id, kind, task_id, payload, crash_count, owner in rows
@@ -255,3 +256,38 @@ def has_unfinished(conn: Connection, kind: str) -> bool:
         select(jobs.c.id).where(jobs.c.kind == kind, jobs.c.state.in_(("queued", "running")))
     ).first()
     return found is not None
+
+
+@dataclass(frozen=True, slots=True)
+class KindCounts:
+    """One job kind's active jobs on every node together."""
+
+    kind: str
+    running: int  # steps in flight (leased)
+    queued: int  # waiting, due now or later
+    due: int  # waiting and due: the backlog
+    oldest_due_ms: int  # how long the oldest due job has waited (0: none is due)
+
+
+async def active_counts(conn: AsyncConnection) -> list[KindCounts]:
+    """Running and queued jobs per kind, in one statement over the active jobs only (the
+    state index): what a metrics scrape reports, once for the whole database."""
+    now = db_now_ms()
+    due = and_(jobs.c.state == "queued", jobs.c.next_run_at <= now)
+    rows = (
+        await conn.execute(
+            select(
+                jobs.c.kind,
+                func.sum(case((jobs.c.state == "running", 1), else_=0)),
+                func.sum(case((jobs.c.state == "queued", 1), else_=0)),
+                func.sum(case((due, 1), else_=0)),
+                func.max(case((due, now - jobs.c.next_run_at), else_=0)),
+            )
+            .where(jobs.c.state.in_(ACTIVE_STATES))
+            .group_by(jobs.c.kind)
+        )
+    ).all()
+    return [
+        KindCounts(kind, int(running or 0), int(queued or 0), int(waiting or 0), int(oldest or 0))
+        for kind, running, queued, waiting, oldest in rows
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import replace
 from typing import Annotated
 
@@ -109,6 +110,15 @@ def _options(
                 "schema": {"type": "string", "maxLength": 255},
                 "description": "Retries with the same key and body get the same task (24 h)",
             },
+            {
+                "name": "traceparent",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "W3C Trace Context: with the gateway's tracing on, the task's "
+                "spans (its steps, Coze calls, callback) join this trace, and Coze and the "
+                "callback receiver get a `traceparent` of it",
+            },
         ],
         "requestBody": {
             "required": True,
@@ -139,14 +149,26 @@ async def invoke_ability(
     200 when the task finished within the wait (default 30 s, `Prefer: wait=N`), 202 with the
     task (`queued`/`running`), a `Location` and a `Retry-After` when it did not; it goes on.
     """
+    started = time.perf_counter()
     # Headers read directly (documented in openapi_extra): cheaper than FastAPI parameters.
     prefer = request.headers.get("prefer")
     idempotency_key = request.headers.get("idempotency-key")
-    options = _options(prefer, idempotency_key, gateway.settings.invoke_wait_seconds)
-    if "no-cache" in request.headers.get("cache-control", "").lower():
-        options = replace(options, no_cache=True)
-    body = await _read_invoke_body(request)
-    answer = await invoke.invoke(gateway, token, ability_id, body, current_request_id(), options)
+    # Counted by ability, mode and outcome (metrics/registry.py); children made at start.
+    series = gateway.metrics.invoke_series(ability_id, respond_async=False)
+    try:
+        options = _options(prefer, idempotency_key, gateway.settings.invoke_wait_seconds)
+        if options.respond_async:
+            series = gateway.metrics.invoke_series(ability_id, respond_async=True)
+        if "no-cache" in request.headers.get("cache-control", "").lower():
+            options = replace(options, no_cache=True)
+        body = await _read_invoke_body(request)
+        answer = await invoke.invoke(
+            gateway, token, ability_id, body, current_request_id(), options
+        )
+    except Exception as exc:
+        series.raised(exc, time.perf_counter() - started)
+        raise
+    series.answered(answer.status_code, time.perf_counter() - started)
     headers = {}
     if answer.status_code == 202:
         headers["Location"] = f"/api/ability_tasks/{answer.task_id}"

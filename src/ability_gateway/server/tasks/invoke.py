@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -35,6 +36,7 @@ from ability_gateway.server.errors import (
     FieldError,
 )
 from ability_gateway.server.ids import new_id
+from ability_gateway.server.logs import log_event
 from ability_gateway.server.media import repository as media_repository
 from ability_gateway.server.providers.coze.client import CozeExecutor
 from ability_gateway.server.runner.queue import Enqueued, enqueue
@@ -59,6 +61,10 @@ from ability_gateway.server.tasks.requests import (
 from ability_gateway.server.tasks.schemas import InvokeRequest
 from ability_gateway.server.tasks.service import get_ability
 from ability_gateway.server.tasks.steps import TASK_JOB, InlineStart
+from ability_gateway.server.tracing import current_traceparent
+from ability_gateway.server.usage import quotas
+
+logger = logging.getLogger(__name__)
 
 # --- invoke ----------------------------------------------------------------------------
 
@@ -102,6 +108,7 @@ async def invoke(
         async with gateway.db.read() as conn:
             active = await repository.count_active(conn, principal.token_id)
         if active >= principal.max_concurrent_tasks:
+            gateway.metrics.refused("concurrency")
             raise RateLimited(
                 f"This token already has {active} unfinished tasks "
                 f"(at most {principal.max_concurrent_tasks})",
@@ -122,6 +129,7 @@ async def invoke(
                     await asyncio.wait_for(asyncio.shield(flight), options.wait_seconds)
                 hit = await cache.lookup(gateway.db, key)
         if hit is not None:
+            gateway.metrics.cache_lookup(ability.id, hit=True)
             try:
                 return await _answer_from_cache(
                     gateway, principal, ability, body, request_id, hit, options.idempotency_key
@@ -132,6 +140,8 @@ async def invoke(
                 return await replay(
                     gateway, principal, ability, options.idempotency_key, digest, options
                 )
+    if key is not None:  # X-Cache: MISS (Cache-Control: no-cache included)
+        gateway.metrics.cache_lookup(ability.id, hit=False)
     try:
         executor = named or gateway.executors.choose(None)
         # Half-open: an inline task's call is the one probe; the reservation bridges the
@@ -143,7 +153,10 @@ async def invoke(
             upload_key = None
             if image is not None:
                 upload_key, stored = await gateway.media.store_keyed(
-                    image.data, image.kind, principal.token_id
+                    image.data,
+                    image.kind,
+                    principal.token_id,
+                    media_quota=principal.quota_media_bytes,
                 )
                 parameters[image.field] = stored
             answer = await _invoke(
@@ -204,6 +217,7 @@ async def _answer_from_cache(
                 "client_metadata": body.metadata,
                 "callback_url": body.callbackUrl,
                 "callback_headers": body.callbackHeaders,
+                "traceparent": current_traceparent(),  # its callback joins the request's trace
             },
             int(ability.timeout_seconds * 1000),
         )
@@ -212,13 +226,18 @@ async def _answer_from_cache(
         log_id = repository.insert_cache_hit_log(
             conn, task_id, executor_id, ability.workflow_id, owner
         )
+        quotas.charge(conn, principal, ability.id, gateway.settings.quota_timezone)  # a hit counts
         row = terminal.finish(
-            conn, task_id, status="succeeded", log_id=log_id, result_payload=payload
+            conn, task_id, status="succeeded", log_id=log_id, result_payload=payload, cache_hit=True
         )
         assert row is not None
         return dict(row)
 
-    row = await gateway.db.run_write(write)
+    try:
+        row = await gateway.db.run_write(write)
+    except quotas.QuotaExceeded:
+        gateway.metrics.refused("quota")
+        raise
     return replace(answer(ability, row, retry_after=ability.retry_after_seconds), cache="HIT")
 
 
@@ -249,6 +268,8 @@ async def _invoke(
         "client_metadata": body.metadata,
         "callback_url": body.callbackUrl,
         "callback_headers": body.callbackHeaders,
+        # The request's span: the parent of the steps a runner runs later, and of the callback.
+        "traceparent": current_traceparent(),
     }
     # Taken at once, unless the executor's concurrency cap is reached (then a runner's claim
     # takes the job in turn, and this request waits for the task like any other).
@@ -267,6 +288,8 @@ async def _invoke(
                 task_id,
                 forget_older_than_ms=idem_expired_before,
             )
+        # After the key: the same key at the same moment is a replay, not a refusal.
+        quotas.charge(conn, principal, ability.id, gateway.settings.quota_timezone)
         job = enqueue(
             conn,
             TASK_JOB,
@@ -285,10 +308,22 @@ async def _invoke(
     # leaves a leased job that the sweeper hands to a runner.
     try:
         job = await gateway.db.run_write(accept)
+    except quotas.QuotaExceeded:
+        gateway.metrics.refused("quota")
+        raise
     except IntegrityError:
         if key is None:
             raise
         return await replay(gateway, principal, ability, key, digest or "", options)
+    log_event(
+        logger,
+        "task.transition",
+        taskId=task_id,
+        ability=ability.id,
+        status=status if job.leased or not inline else "queued",
+        executor=executor.id,
+        tokenId=principal.token_id,
+    )
 
     if inline and not job.leased:
         gateway.runner.wake()

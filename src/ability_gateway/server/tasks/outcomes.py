@@ -48,6 +48,7 @@ class TaskSnapshot:
     cache_key: str | None = None  # set: a succeeded result is cached under it
     cache_ttl_ms: int = 0
     token_id: str | None = None  # whose task: the media it stores are linked to the token
+    traceparent: str | None = None  # the trace its steps join when a runner runs them
 
 
 @dataclass(slots=True)

@@ -210,6 +210,7 @@ _STEP_TASK = select(
     tasks.c.external_id,
     tasks.c.token_id,
     tasks.c.deadline_at,
+    tasks.c.traceparent,
 ).where(tasks.c.id == bindparam("task_id"))
 
 

@@ -15,12 +15,14 @@ deadline → timeout. Each step is short; a wait is a rescheduled step (``next_r
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
 
 from ability_gateway.server.abilities.catalog import AbilityDefinition
+from ability_gateway.server.logs import log_context, log_event
 from ability_gateway.server.providers.coze.client import CozeCall, CozeExecutor
 from ability_gateway.server.providers.coze.parsing import (
     as_int,
@@ -46,10 +48,13 @@ from ability_gateway.server.tasks.outcomes import (
 )
 from ability_gateway.server.tasks.results import shape_output
 from ability_gateway.server.tasks.schemas import TERMINAL_STATUSES
+from ability_gateway.server.tracing import span
 
 if TYPE_CHECKING:
     from ability_gateway.server.executors.registry import ExecutorRegistry
     from ability_gateway.server.state import Services
+
+logger = logging.getLogger(__name__)
 
 TASK_JOB = "task.run"
 HISTORY_POLL_FIRST = 1.0
@@ -93,6 +98,7 @@ async def load_snapshot(ctx: StepContext[Services]) -> TaskSnapshot | None:
         external_id=row["external_id"],
         node=ctx.owner,
         token_id=row["token_id"],
+        traceparent=row.get("traceparent"),
     )
 
 
@@ -120,7 +126,34 @@ async def run_task(ctx: StepContext[Services]) -> StepResult:
         task, holder = loaded, Finished()
     if task.status in TERMINAL_STATUSES:
         return StepResult("done")
-    gateway = ctx.gateway
+    phase = phases.read(ctx.lease.payload)
+    attributes = {
+        "gateway.task.id": task.id,
+        "gateway.ability.id": task.ability_id,
+        "gateway.task.phase": phase.phase,
+        "gateway.executor.id": task.executor_id,
+        "gateway.job.id": ctx.lease.id,
+        "gateway.job.step": ctx.lease.steps,
+        "gateway.step.inline": ctx.preloaded is not None,
+    }
+    # Inline, the request's span is the parent; a runner's step continues the stored trace.
+    # Every line logged in the step (its Coze calls) names the task.
+    with (
+        log_context(taskId=task.id, ability=task.ability_id),
+        span("task.step", attributes, parent=task.traceparent) as traced,
+    ):
+        result = await _step(ctx.gateway, task, holder, phase)
+        if traced.recording:
+            traced.set({"gateway.step.result": result.state, "gateway.step.error": result.error})
+        return result
+
+
+async def _step(
+    gateway: Services,
+    task: TaskSnapshot,
+    holder: Finished,
+    phase: phases.Start | phases.CozePoll | phases.External,
+) -> StepResult:
     ability = gateway.catalog.get(task.ability_id)
     if ability is None:
         message = f"Ability {task.ability_id!r} is no longer in the catalog"
@@ -132,9 +165,17 @@ async def run_task(ctx: StepContext[Services]) -> StepResult:
         message = f"Executor {task.executor_id!r} is no longer configured"
         return fail(task, [], {"code": 503, "message": message}, holder=holder)
     if task.status == "queued":
-        await gateway.db.run_write(lambda conn: repository.mark_running(conn, task.id))
+        if await gateway.db.run_write(lambda conn: repository.mark_running(conn, task.id)):
+            log_event(
+                logger,
+                "task.transition",
+                taskId=task.id,
+                ability=task.ability_id,
+                status="running",
+                executor=task.executor_id,
+                requestId=task.request_id,
+            )
         gateway.task_events.notify(task.id)
-    phase = phases.read(ctx.lease.payload)
     if isinstance(phase, phases.CozePoll):
         return await _poll_coze(gateway, ability, task, executor, phase, holder)
     if isinstance(phase, phases.External):

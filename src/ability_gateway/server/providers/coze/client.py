@@ -15,6 +15,7 @@ ending in one :class:`RunOutcome`:
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from typing import Any, Literal
 import aiohttp
 import orjson
 
+from ability_gateway.server.logs import log_event
 from ability_gateway.server.providers.coze.auth import CozeAuth, CozeAuthError, TokenAuth
 from ability_gateway.server.providers.coze.breaker import CircuitBreaker
 from ability_gateway.server.providers.coze.parsing import (
@@ -32,6 +34,10 @@ from ability_gateway.server.providers.coze.parsing import (
     decode_body,
     envelope_logid,
 )
+from ability_gateway.server.tracing import Span, span
+from ability_gateway.server.tracing import inject as inject_trace
+
+logger = logging.getLogger(__name__)
 
 # Codes worth another try: throttling (4009, 4013, 4020), internal errors (5000) and
 # the generic workflow failure users retry (720701013, 720702017).
@@ -104,6 +110,8 @@ class CozeExecutor:
         self.in_flight = 0  # calls from this node right now
         # Set by the registry: a shared limiter (memory, or Redis across nodes) for `qps`.
         self.pacer: Callable[[], Awaitable[bool]] | None = None
+        # Set by the process's metrics: told of every call that ended with an outcome.
+        self.on_call: Callable[[CozeCall, OutcomeKind], None] | None = None
         # Whether this account's plan allows `is_async` runs (Coze answers 6003 otherwise).
         self.allow_async = allow_async
         # A self-hosted Coze meant to read internal image URLs: the egress policy does not
@@ -216,7 +224,10 @@ class CozeExecutor:
         self.in_flight += 1
         self.breaker.call_started()
         try:
-            call, kind, retry = await self._exchange(method, path, body, timeout, call, started)
+            attributes = {"gateway.executor.id": self.id, "coze.operation": operation}
+            with span(f"coze.{operation}", attributes, kind="client") as traced:
+                call, kind, retry = await self._exchange(method, path, body, timeout, call, started)
+                _trace(traced, call, kind)
         finally:
             self.in_flight -= 1
             self.breaker.call_ended()
@@ -228,6 +239,9 @@ class CozeExecutor:
             and (call.http_status or 200) < 500
         )
         self.breaker.record(healthy, None if healthy else (call.error or f"code {call.code}"))
+        if self.on_call is not None:
+            self.on_call(call, kind)
+        _log(call, kind)
         return call, kind, retry
 
     async def _pace(self, timeout: float) -> None:
@@ -267,7 +281,7 @@ class CozeExecutor:
                 method,
                 self.base_url + path,
                 data=None if body is None else orjson.dumps(body),
-                headers={"Authorization": authorization},
+                headers=inject_trace({"Authorization": authorization}),
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 allow_redirects=False,
             ) as resp:
@@ -313,6 +327,42 @@ class CozeExecutor:
             return call, "succeeded", False
         retry = call.code in TRANSIENT_CODES or resp.status in TRANSIENT_HTTP
         return call, "workflow_error", retry
+
+
+def _log(call: CozeCall, kind: OutcomeKind) -> None:
+    """``coze.call``: what the call log keeps, without the request or the answer's body."""
+    level = logging.WARNING if kind in ("transport_error", "timeout") else logging.INFO
+    log_event(
+        logger,
+        "coze.call",
+        level,
+        executor=call.executor_id,
+        operation=call.operation,
+        workflowId=call.workflow_id,
+        httpStatus=call.http_status,
+        cozeCode=call.code,
+        logid=call.logid,
+        executeId=call.execute_id,
+        durationMs=call.duration_ms,
+        outcome=kind,
+        error=call.error,
+    )
+
+
+def _trace(traced: Span, call: CozeCall, kind: OutcomeKind) -> None:
+    if not traced.recording:
+        return
+    traced.set(
+        {
+            "http.response.status_code": call.http_status,
+            "coze.code": call.code,
+            "coze.logid": call.logid,
+            "coze.execute_id": call.execute_id,
+            "gateway.coze.outcome": kind,
+        }
+    )
+    if kind != "succeeded":
+        traced.fail(call.error or f"Coze code {call.code}")
 
 
 def _ms_since(started: float) -> int:

@@ -1,0 +1,147 @@
+"""Per-token quotas: invocations a day (in all, and per ability) and stored media bytes.
+
+A day is a calendar day in ``GATEWAY_QUOTA_TIMEZONE`` (UTC by default): the window starts at
+local midnight, and a refusal's ``Retry-After`` is the time to the next one. The window is
+taken from this process's clock (nodes are expected to keep NTP time; a skew of a few
+seconds moves the reset by as much).
+
+What counts, and where (``tasks/invoke.py``)::
+
+    invoke ─ checks (4xx: not counted) ─ idempotent replay? (not counted, answered as before)
+           ├ cache hit ─ write():  task + its end        + charge() ─┐ one transaction:
+           └ new task ─ accept(): task + job [+ key]     + charge() ─┘ refused → rolled back
+
+:func:`charge` takes one unit of the day's ``*`` counter and, when the ability has a cap of
+its own, one of its counter, with a conditional upsert each (``usage/repository.py``); a
+refusal raises :class:`QuotaExceeded` (429), which rolls the whole accept back, its other
+unit included. A token without quotas costs nothing: its quotas come with its
+:class:`~ability_gateway.server.auth.service.Principal` and no statement runs.
+
+The media quota caps the bytes of the distinct contents linked to the token
+(``media_tokens``); an upload over it is refused (429), an output that would pass it is not
+mirrored (the task still succeeds, with a warning and a null ``ossUrl``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Connection
+
+from ability_gateway.server.auth.limits import RateLimited
+from ability_gateway.server.auth.service import Principal
+from ability_gateway.server.usage import repository
+
+ALL_ABILITIES = "*"
+
+
+class QuotaExceeded(RateLimited):
+    """A quota of the token is used up (429): ``quota`` says which one."""
+
+    default_message = "A quota of this token is used up"
+
+
+@lru_cache(maxsize=64)
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One quota day: [start_ms, end_ms) and its start as a local time."""
+
+    start_ms: int
+    end_ms: int
+    resets_at: str  # the end, ISO 8601 with the zone's offset
+
+
+def day_window(now_ms: int, timezone: str) -> Window:
+    tz = zone(timezone)
+    local = datetime.fromtimestamp(now_ms / 1000, tz)
+    start = datetime(local.year, local.month, local.day, tzinfo=tz)
+    end = datetime.combine(start.date() + timedelta(days=1), start.timetz())
+    return Window(
+        int(start.timestamp() * 1000),
+        int(end.timestamp() * 1000),
+        end.isoformat(timespec="seconds"),
+    )
+
+
+def retry_after(window: Window, now_ms: int) -> str:
+    return str(max(1, math.ceil((window.end_ms - now_ms) / 1000)))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def daily_cap(principal: Principal, ability_id: str) -> int | None:
+    by_ability = principal.quota_daily_by_ability
+    return None if not by_ability else by_ability.get(ability_id)
+
+
+def charge(
+    conn: Connection,
+    principal: Principal,
+    ability_id: str,
+    timezone: str,
+    at_ms: int | None = None,
+) -> None:
+    """Count one invocation against the token's daily quotas, in the accept transaction;
+    :class:`QuotaExceeded` when one is used up (the caller's transaction then rolls back)."""
+    total = principal.quota_daily_invocations
+    own = daily_cap(principal, ability_id)
+    if total is None and own is None:
+        return
+    moment = now_ms() if at_ms is None else at_ms
+    window = day_window(moment, timezone)
+    token_id = principal.token_id
+    if total is not None and not repository.take_quota(
+        conn, token_id, ALL_ABILITIES, window.start_ms, total
+    ):
+        raise _refused(window, moment, total, None)
+    if own is not None and not repository.take_quota(
+        conn, token_id, ability_id, window.start_ms, own
+    ):
+        raise _refused(window, moment, own, ability_id)
+
+
+def _refused(window: Window, moment: int, cap: int, ability_id: str | None) -> QuotaExceeded:
+    what = f"{cap} invocations" if ability_id is None else f"{cap} invocations of {ability_id!r}"
+    extra: dict[str, Any] = {
+        "quota": "dailyInvocations" if ability_id is None else "dailyInvocationsByAbility",
+        "limit": cap,
+        "resetsAt": window.resets_at,
+    }
+    if ability_id is not None:
+        extra["abilityId"] = ability_id
+    return QuotaExceeded(
+        f"Daily quota of {what} for this token is used up (resets {window.resets_at})",
+        extra=extra,
+        headers={"Retry-After": retry_after(window, moment)},
+    )
+
+
+def media_refused(stored: int, quota: int, size: int) -> QuotaExceeded:
+    return QuotaExceeded(
+        f"Media quota of {quota} bytes for this token is used up "
+        f"({stored} stored, this file needs {size} more)",
+        extra={"quota": "mediaBytes", "limit": quota, "used": stored},
+    )
+
+
+__all__ = [
+    "ALL_ABILITIES",
+    "QuotaExceeded",
+    "Window",
+    "charge",
+    "day_window",
+    "media_refused",
+    "zone",
+]
