@@ -11,7 +11,6 @@ stored, and its callback with every attempt. Secrets never appear: a task's
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
@@ -22,6 +21,7 @@ from ability_gateway.server.callbacks import service as callbacks
 from ability_gateway.server.errors import BadRequest, FieldError, GatewayError, NotFound, shorten
 from ability_gateway.server.state import GatewayState
 from ability_gateway.server.tasks.bodies import iso_time
+from ability_gateway.server.usage.service import parse_time
 
 MAX_REDELIVER = 100
 REDELIVER_CONCURRENCY = 8
@@ -30,21 +30,7 @@ RECENT_WINDOW_MS = 3_600_000
 
 def parse_instant(field: str, value: str | None) -> int | None:
     """An ISO 8601 time with its offset (``2026-12-02T08:00:00Z``) as epoch ms."""
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise BadRequest(
-            "The request is invalid",
-            [FieldError(field, "must be an ISO 8601 time, e.g. 2026-12-02T08:00:00Z")],
-        ) from exc
-    if moment.tzinfo is None:
-        raise BadRequest(
-            "The request is invalid",
-            [FieldError(field, "must say its time zone (Z or +08:00)")],
-        )
-    return int(moment.timestamp() * 1000)
+    return None if value is None else parse_time(field, value)
 
 
 def time_range(since: str | None, until: str | None) -> tuple[int | None, int | None]:

@@ -7,18 +7,15 @@ import time
 from dataclasses import replace
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Query, Request
-from pydantic import ValidationError
 
 from ability_gateway.server.deps import CurrentToken, Gateway
 from ability_gateway.server.errors import (
     BadRequest,
     FieldError,
-    validation_field_errors,
 )
 from ability_gateway.server.http import JSONResponse, current_request_id
-from ability_gateway.server.input_guard import check_json_body
+from ability_gateway.server.jsonbody import read_model
 from ability_gateway.server.openapi import ERROR_RESPONSES
 from ability_gateway.server.tasks import answers, invoke, service
 from ability_gateway.server.tasks.schemas import (
@@ -43,21 +40,7 @@ async def _read_invoke_body(request: Request) -> InvokeRequest:
 
     Its size is capped before it gets here (``bodylimit``: 413 over ``INVOKE_BODY_BYTES``).
     """
-    raw = await request.body()
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        problem = "is empty" if not raw.strip() else f"is not valid JSON ({exc.msg})"
-        raise BadRequest(
-            "The request body is not valid JSON", [FieldError("body", problem)]
-        ) from exc
-    if not isinstance(data, dict):
-        raise BadRequest("The request is invalid", [FieldError("body", "must be a JSON object")])
-    check_json_body(data, ids=_ID_AND_URL_FIELDS)
-    try:
-        return InvokeRequest.model_validate(data)
-    except ValidationError as exc:
-        raise BadRequest("The request is invalid", validation_field_errors(exc.errors())) from exc
+    return await read_model(request, InvokeRequest, ids=_ID_AND_URL_FIELDS)
 
 
 def _options(
