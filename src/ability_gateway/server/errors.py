@@ -232,3 +232,15 @@ class ErrorBody(BaseModel):
         None, description="The call log row of the upstream call (admins look it up)."
     )
     debugUrl: str | None = Field(None, description="Coze's debug URL of the failed run.")
+    quota: Literal["dailyInvocations", "dailyInvocationsByAbility", "mediaBytes"] | None = Field(
+        None, description="A quota refusal (429): which quota of the token is used up."
+    )
+    limit: int | None = Field(
+        None, description="That quota's cap (invocations a day, or media bytes)."
+    )
+    used: int | None = Field(None, description="Media bytes the token has stored (mediaBytes).")
+    resetsAt: str | None = Field(
+        None,
+        description="When a daily quota's window ends (ISO 8601, in GATEWAY_QUOTA_TIMEZONE).",
+    )
+    abilityId: str | None = Field(None, description="The ability whose own daily quota is used up.")
