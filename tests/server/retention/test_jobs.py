@@ -14,7 +14,15 @@ from sqlalchemy import func, select, update
 
 from ability_gateway.server.app import create_app
 from ability_gateway.server.auth.service import create_token
-from ability_gateway.server.models import call_logs, deliveries, idempotency_keys, jobs, tasks
+from ability_gateway.server.db import db_now_ms
+from ability_gateway.server.models import (
+    call_logs,
+    deliveries,
+    idempotency_keys,
+    jobs,
+    quota_counters,
+    tasks,
+)
 from ability_gateway.server.retention import jobs as retention
 from ability_gateway.server.runner.repository import Lease
 from ability_gateway.server.runner.steps import StepContext
@@ -98,7 +106,7 @@ async def test_old_finished_tasks_go_with_what_hangs_off_them(
     assert await count(state, jobs, jobs.c.kind == retention.RETENTION_JOB) == 1  # scheduled
     result = await step(state)
     assert result.state == "queued"
-    assert result.payload == {"lastTasks": 1, "lastLogs": 0}
+    assert result.payload == {"lastTasks": 1, "lastLogs": 0, "lastQuotaCounters": 0}
     assert await count(state, tasks, tasks.c.id == old) == 0
     assert await count(state, call_logs, call_logs.c.task_id == old) == 0
     assert await count(state, idempotency_keys, idempotency_keys.c.task_id == old) == 0
@@ -137,3 +145,23 @@ async def test_retention_is_off_by_default(app: Any) -> None:
     off = dataclasses.replace(state.services)
     lease = Lease(1, retention.RETENTION_JOB, None, {}, "t", 1, 0, 0)
     assert (await retention.forget_old_data(StepContext(off, lease, "n"))).state == "done"
+
+
+async def test_quota_counters_of_windows_that_are_over_go(gateway_on: Any) -> None:
+    state: GatewayState = gateway_on.state.gateway
+
+    def now(conn: Any) -> int:
+        return int(conn.execute(select(db_now_ms())).scalar_one())
+
+    at = await state.db.run_write(now)
+    rows = [  # a window started 3 days ago (over), yesterday's and today's (kept)
+        {"token_id": "t1", "scope": "*", "window_start_ms": at - 3 * DAY_MS, "n": 5},
+        {"token_id": "t1", "scope": "*", "window_start_ms": at - DAY_MS, "n": 4},
+        {"token_id": "t1", "scope": PROMPT, "window_start_ms": at, "n": 1},
+    ]
+    await state.db.run_write(lambda conn: conn.execute(quota_counters.insert(), rows))
+    result = await step(state)
+    left = await count(state, quota_counters)
+    assert (result.payload["lastQuotaCounters"], left) == (1, 2)
+    kept = quota_counters.c.window_start_ms >= at - DAY_MS
+    assert await count(state, quota_counters, kept) == 2

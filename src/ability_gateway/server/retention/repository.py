@@ -12,6 +12,7 @@ from ability_gateway.server.models import (
     delivery_attempts,
     idempotency_keys,
     jobs,
+    quota_counters,
     task_media,
     tasks,
 )
@@ -71,3 +72,16 @@ def forget_old_logs(conn: Connection, older_than_ms: int, limit: int) -> int:
     if ids:
         conn.execute(delete(call_logs).where(call_logs.c.id.in_(ids)))
     return len(ids)
+
+
+# A quota window is a local day (at most 25 hours with a DST change): two days after its
+# start it is over everywhere, and its counter is read by nothing.
+QUOTA_WINDOW_KEPT_MS = 2 * 86_400_000
+
+
+def forget_old_quota_counters(conn: Connection) -> int:
+    """Quota counters of windows that are over (a day's worth of rows per run at most: one
+    per token with a quota and scope)."""
+    cutoff = db_now_ms() - QUOTA_WINDOW_KEPT_MS
+    gone = delete(quota_counters).where(quota_counters.c.window_start_ms < cutoff)
+    return len(conn.execute(gone.returning(quota_counters.c.n)).all())
