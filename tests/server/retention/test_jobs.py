@@ -4,6 +4,7 @@ callback, a recent one and everything else stay."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,19 @@ async def step(state: GatewayState) -> Any:
 async def gateway_on(tmp_path: Path, sim_url: str) -> Any:
     app = create_app(make_settings(tmp_path, sim_url, retention_days=30))
     async with app.router.lifespan_context(app):
+        await first_run_done(app.state.gateway)
         yield app
+
+
+async def first_run_done(state: GatewayState) -> None:
+    """The runner's own retention job runs once at start, then hourly: wait for that first
+    run, so the step a test calls is the only one that sees the rows it wrote."""
+    ran = (jobs.c.kind == retention.RETENTION_JOB) & (jobs.c.steps >= 1)
+    for _ in range(500):
+        if await count(state, jobs, ran, jobs.c.state == "queued"):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the retention job did not run at start")
 
 
 async def test_old_finished_tasks_go_with_what_hangs_off_them(
