@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from ability_gateway.server.auth.service import create_token
 from ability_gateway.server.state import GatewayState
 from tests.conftest import make_settings
 from tests.contract import contract_hooks
-from tests.support import NOTICE_SECRET, free_port, simulator_process
+from tests.support import NOTICE_SECRET, simulator_process
 
 TERMINAL = {"succeeded", "failed", "canceled", "timeout"}
 
@@ -69,7 +70,10 @@ async def live(tmp_path: Path) -> AsyncIterator[LiveFactory]:
 
     @contextlib.asynccontextmanager
     async def start(*sim_args: str, notify: bool = True, **overrides: Any) -> AsyncIterator[Live]:
-        port = free_port()
+        # Bound here and handed to uvicorn: no other process can take the port in between.
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
         url = f"http://127.0.0.1:{port}"
         args = list(sim_args)
         if notify:
@@ -90,7 +94,7 @@ async def live(tmp_path: Path) -> AsyncIterator[LiveFactory]:
             server = uvicorn.Server(
                 uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
             )
-            serving = asyncio.create_task(server.serve())
+            serving = asyncio.create_task(server.serve(sockets=[sock]))
             while not server.started:
                 assert not serving.done(), "the gateway did not start"
                 await asyncio.sleep(0.02)
@@ -106,6 +110,7 @@ async def live(tmp_path: Path) -> AsyncIterator[LiveFactory]:
             finally:
                 server.should_exit = True
                 await serving
+                sock.close()
 
     yield start
     await stack.aclose()
