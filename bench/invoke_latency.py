@@ -12,6 +12,9 @@ One run, one load generator, one simulator (fixed latency, default 20 ms), five 
     hit      the same ability with the same body every time: every invoke is a cache hit
     nocache  the same workflow as an ability with no cache (a copy of the shipped entry
              without ``cache``, added by a catalog override), distinct inputs
+    miss_off, nocache_off
+             miss and nocache on a second gateway (its own database) with Prometheus
+             metrics and usage rollups off: what operations cost on the hot path
 
 Every path is checked to be what it names: the gateway's ``X-Cache`` answers (MISS on every
 miss, HIT on every hit, absent without a cache) and its call log, which records each upstream
@@ -54,8 +57,11 @@ PROMPT_WORKFLOW = "7597535455856295936"
 ABILITY = "ability_coze_prompt_extract"
 NOCACHE = "ability_bench_prompt_extract_nocache"
 RELAY = Path(__file__).with_name("_common.py")
-PATHS = ("direct", "relay", "miss", "hit", "nocache")
+PATHS = ("direct", "relay", "miss", "miss_off", "hit", "nocache", "nocache_off")
 EXPECT_CACHE = {"miss": "MISS", "hit": "HIT", "nocache": ""}  # "" = no X-Cache header
+EXPECT_CACHE.update(miss_off="MISS", nocache_off="")
+# Settings of the second gateway: the hot path without what operations add to it.
+OPERATIONS_OFF = {"GATEWAY_METRICS_ENABLED": "false", "GATEWAY_USAGE_ROLLUPS": "false"}
 _serial = itertools.count()  # every distinct body in the whole run is distinct
 
 
@@ -65,6 +71,7 @@ class Target:
     headers: dict[str, str]
     body: Callable[[], bytes]
     pid: int  # the process serving this path
+    db: Path | None = None  # that gateway's database
 
 
 @dataclass
@@ -167,7 +174,7 @@ def check(name: str, run: Run) -> list[str]:
 
 
 def verdict(name: str, run: Run) -> str:
-    if name in ("direct", "relay"):
+    if name not in EXPECT_CACHE:
         return "-"
     share = run.x_cache[EXPECT_CACHE[name]] / max(1, run.count)
     header = f"X-Cache {EXPECT_CACHE[name]}" if EXPECT_CACHE[name] else "no X-Cache"
@@ -190,7 +197,7 @@ def probe(name: str, target: Target) -> None:
     req = urllib.request.Request(target.url, data=target.body(), headers=target.headers)
     with urllib.request.urlopen(req, timeout=30) as resp:
         answer, cache = json.loads(resp.read()), resp.headers.get("X-Cache", "")
-    if name in ("direct", "relay"):
+    if name not in EXPECT_CACHE:
         ok = answer.get("code") == 0 and "output" in json.loads(answer.get("data") or "{}")
     else:
         ok = answer.get("status") == "succeeded" and bool(answer.get("texts"))
@@ -226,9 +233,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="agw-bench-"))
     override_catalog(work / "catalog.yaml")
-    sim_port, relay_port, gw_port = free_port(), free_port(), free_port()
+    sim_port, relay_port = free_port(), free_port()
     sim_url, relay_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{relay_port}"
-    gw_url = f"http://127.0.0.1:{gw_port}"
     env = {
         **os.environ,
         "GATEWAY_DATA_DIR": str(work),
@@ -250,12 +256,18 @@ def main() -> None:
         procs.append(relay)
         wait_ready(f"{sim_url}/healthz", sim)
         wait_ready(f"{relay_url}/healthz", relay)
-        token = create_token(env)
-        gateway = subprocess.Popen(
-            [*GATEWAY, "serve", "--port", str(gw_port)], env=env, stdout=subprocess.DEVNULL
-        )
-        procs.append(gateway)
-        wait_ready(f"{gw_url}/healthz", gateway)
+        gateways: dict[str, tuple[str, str, int]] = {}  # url, token, pid
+        (work / "off").mkdir()
+        off_env = {**env, **OPERATIONS_OFF, "GATEWAY_DATA_DIR": str(work / "off")}
+        for variant, variant_env in (("on", env), ("off", off_env)):
+            token = create_token(variant_env)
+            port = free_port()
+            gateway = subprocess.Popen(
+                [*GATEWAY, "serve", "--port", str(port)], env=variant_env, stdout=subprocess.DEVNULL
+            )
+            procs.append(gateway)
+            wait_ready(f"http://127.0.0.1:{port}/healthz", gateway)
+            gateways[variant] = (f"http://127.0.0.1:{port}", token, gateway.pid)
 
         image = f"{sim_url}/files/samples/landscape.png"
 
@@ -270,18 +282,24 @@ def main() -> None:
 
         same = json.dumps({"inputs": {"url": image, "shuru": "bench"}}).encode()
         coze = {"Authorization": "Bearer pat_simulator", "Content-Type": "application/json"}
-        ours = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        invoke = f"{gw_url}/api/abilities/{{}}/invoke"
+        def ours(variant: str, ability: str, body: Callable[[], bytes]) -> Target:
+            url, token, pid = gateways[variant]
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            db = work / ("off" if variant == "off" else "") / "gateway.db"
+            return Target(f"{url}/api/abilities/{ability}/invoke", headers, body, pid, db)
+
         targets = {
             "direct": Target(f"{sim_url}/v1/workflow/run", coze, coze_body, sim.pid),
             "relay": Target(f"{relay_url}/v1/workflow/run", coze, coze_body, relay.pid),
-            "miss": Target(invoke.format(ABILITY), ours, invoke_body, gateway.pid),
-            "hit": Target(invoke.format(ABILITY), ours, lambda: same, gateway.pid),
-            "nocache": Target(invoke.format(NOCACHE), ours, invoke_body, gateway.pid),
+            "miss": ours("on", ABILITY, invoke_body),
+            "miss_off": ours("off", ABILITY, invoke_body),
+            "hit": ours("on", ABILITY, lambda: same),
+            "nocache": ours("on", NOCACHE, invoke_body),
+            "nocache_off": ours("off", NOCACHE, invoke_body),
         }
-        for name in ("direct", "relay", "miss", "nocache"):
-            probe(name, targets[name])
-        db = work / "gateway.db"
+        for name in PATHS:
+            if name != "hit":
+                probe(name, targets[name])
 
         print(
             f"simulator latency {args.latency_ms:g} ms, {args.seconds:g} s per run, "
@@ -293,9 +311,10 @@ def main() -> None:
         for concurrency in (1, 32):
             runs: dict[str, Run] = {}
             for name in PATHS:
-                before = upstream_runs(db)
+                db = targets[name].db
+                before = 0 if db is None else upstream_runs(db)
                 run = uvloop.run(load(targets[name], concurrency, args.seconds))
-                if name in EXPECT_CACHE:
+                if db is not None:
                     expected = before + (0 if name == "hit" else run.sent)
                     run.upstream = settle(db, expected) - before
                 runs[name] = run
@@ -304,16 +323,22 @@ def main() -> None:
             results[f"c{concurrency}"] = {n: row(r, direct, relay_run) for n, r in runs.items()}
             print(f"\nconcurrency {concurrency}:")
             print(
-                f"  {'path':8} {'n':>6} {'p50 ms':>8} {'x dir':>6} {'p99 ms':>8} {'x dir':>6}"
+                f"  {'path':11} {'n':>6} {'p50 ms':>8} {'x dir':>6} {'p99 ms':>8} {'x dir':>6}"
                 f" {'req/s':>7} {'x dir':>6} {'x relay':>7} {'cpu ms/req':>10}  check"
             )
             for name, run in runs.items():
                 r = results[f"c{concurrency}"][name]
                 print(
-                    f"  {name:8} {run.count:6d} {r['p50_ms']:8.2f} {r['p50_ratio']:6.3f}"
+                    f"  {name:11} {run.count:6d} {r['p50_ms']:8.2f} {r['p50_ratio']:6.3f}"
                     f" {r['p99_ms']:8.2f} {r['p99_ratio']:6.3f} {r['rps']:7.1f}"
                     f" {r['rps_ratio_direct']:6.3f} {r['rps_ratio_relay']:7.3f}"
                     f" {r['cpu_ms_per_request']:10.3f}  {verdict(name, run)}"
+                )
+            for name in ("miss", "nocache"):
+                on, off = runs[name], runs[f"{name}_off"]
+                print(
+                    f"  operations (metrics + usage rollups) on {name}: cpu/req x"
+                    f"{on.cpu_ms / off.cpu_ms:.3f} of off, req/s x{on.rps / off.rps:.3f}"
                 )
         print(
             "\ncpu ms/req: the serving process (simulator for direct, relay, gateway); "

@@ -190,6 +190,11 @@ class Settings(BaseSettings):
         description="Delete finished tasks, their call logs and callback attempts this many "
         "days after they ended (0 = keep forever); usage rollups are kept.",
     )
+    usage_rollups: bool = Field(
+        True,
+        description="Add every ended task to its hour's usage rollup (the usage endpoints' "
+        "data); `false` stops recording usage (benchmarks measure the hot path without it).",
+    )
     quota_timezone: str = Field(
         "UTC",
         description="IANA time zone of quota days and of usage grouped by day "

@@ -33,7 +33,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -257,7 +257,10 @@ class Database:
         echo: bool = False,
         sqlite_synchronous: str = "FULL",
         sqlite_busy_timeout_ms: int = 30_000,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``options``: execution options every connection carries (SQLAlchemy's, or our own,
+        read by a repository with ``conn.get_execution_options()``)."""
         if sqlite_synchronous not in ("FULL", "NORMAL"):
             raise ValueError("sqlite_synchronous must be FULL or NORMAL")
         self.url = make_url(url)
@@ -267,6 +270,7 @@ class Database:
             "echo": echo,
             "json_serializer": _json_dumps,
             "hide_parameters": True,
+            "execution_options": dict(options or {}),
         }
         self._writer: _SqliteWriter | None = None
         self._closed = False

@@ -31,6 +31,7 @@ from ability_gateway.server.tasks import steps as task_jobs
 from ability_gateway.server.tasks.events import TaskEvents
 from ability_gateway.server.tracing import configure as configure_tracing
 from ability_gateway.server.tracing import shutdown as shutdown_tracing
+from ability_gateway.server.usage.repository import ROLLUPS_OPTION
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ async def gateway_state(
         settings.resolved_database_url,
         sqlite_synchronous=settings.sqlite_synchronous,
         sqlite_busy_timeout_ms=int(settings.sqlite_busy_timeout_seconds * 1000),
+        options={ROLLUPS_OPTION: settings.usage_rollups},
     )
     await upgrade_to_head(db)
     limiter = RequestLimiter(settings.redis_url)

@@ -44,6 +44,14 @@ async def test_a_succeeded_invoke_adds_a_call_its_duration_and_cozes_usage(
     assert row["total_tokens"] > 0
 
 
+async def test_with_rollups_off_an_invoke_adds_nothing(tmp_path: Path, sim_url: str) -> None:
+    async with gateway_app(tmp_path, sim_url, usage_rollups=False) as gw:
+        app = await gw.token()
+        answer = await gw.invoke(app, wish="one")
+        assert answer.status_code == 200, answer.text
+        assert await rollup_rows(gw) == []
+
+
 async def test_a_cache_hit_counts_as_a_call_and_a_hit_but_not_its_coze_tokens(
     tmp_path: Path, sim_url: str
 ) -> None:

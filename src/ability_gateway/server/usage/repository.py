@@ -5,7 +5,8 @@ The two writes on the hot path are one statement each, built once here for each 
 their own SQLAlchemy dialect inserts) and chosen by the connection's dialect at run time:
 
 * :func:`record_task_end` adds an ended task to its hour's rollup row (increments only, no
-  read), inside the transaction that ends the task;
+  read), inside the transaction that ends the task — unless the database was opened with
+  ``ROLLUPS_OPTION`` false (``GATEWAY_USAGE_ROLLUPS=false``);
 * :func:`take_quota` takes one unit of a quota window, *unless the cap is reached*: the
   update's ``WHERE n < :cap`` leaves the row as it is and ``RETURNING`` gives no row. On
   PostgreSQL the conflicting row is locked until the accept transaction commits, so a
@@ -134,8 +135,15 @@ def increments(
     return values
 
 
+# An execution option of the gateway's connections (``Database(options=…)``): every place a
+# task ends writes through terminal.py, on whichever connection it holds.
+ROLLUPS_OPTION = "ability_gateway_usage_rollups"
+
+
 def record_task_end(conn: Connection, row: RowMapping, *, cache_hit: bool = False) -> None:
     """Add a task that has just ended (the row its terminal update returned) to its rollup."""
+    if not conn.get_execution_options().get(ROLLUPS_OPTION, True):
+        return
     values = increments(
         row["status"], row["duration_ms"], row["result_payload"], cache_hit=cache_hit
     )
