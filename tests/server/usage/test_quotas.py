@@ -146,6 +146,24 @@ async def test_an_upload_over_the_media_quota_is_429_and_not_stored(live: LiveFa
     assert quota["mediaBytes"] == {"limit": len(image), "used": len(image)}
 
 
+async def test_an_upload_after_the_daily_quota_is_used_up_is_refused_before_it_is_stored(
+    live: LiveFactory,
+) -> None:
+    async with live() as served:
+        gw = Gateway(served.client, served.state, served.sim_url)
+        app = await gw.token(daily_invocations=1)
+        url = f"/api/abilities/{PROMPT}/invoke"
+        first = {"imageBase64": data_url(png(64, 64)), "inputs": {"shuru": "one"}}
+        taken = await gw.client.post(url, json=first, headers=bearer(app))
+        stored = await stored_media(gw)
+        other = {"imageBase64": data_url(png(65, 65)), "inputs": {"shuru": "two"}}
+        refused = await gw.client.post(url, json=other, headers=bearer(app))
+        stored_after_refusal = await stored_media(gw)
+    assert taken.status_code == 200, taken.text
+    assert_quota_refusal(refused, "dailyInvocations", 1)
+    assert stored_after_refusal == stored == 1
+
+
 async def test_an_output_over_the_media_quota_is_not_mirrored_and_the_task_succeeds(
     tmp_path: Path, sim_url: str
 ) -> None:

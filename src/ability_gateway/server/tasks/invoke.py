@@ -152,6 +152,14 @@ async def invoke(
         try:
             upload_key = None
             if image is not None:
+                # A used-up daily quota refuses before the upload is stored for nothing.
+                try:
+                    await quotas.refuse_if_used_up(
+                        gateway.db, principal, ability.id, gateway.settings.quota_timezone
+                    )
+                except quotas.QuotaExceeded:
+                    gateway.metrics.refused("quota")
+                    raise
                 upload_key, stored = await gateway.media.store_keyed(
                     image.data,
                     image.kind,

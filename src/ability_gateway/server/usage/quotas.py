@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection
 
 from ability_gateway.server.auth.limits import RateLimited
 from ability_gateway.server.auth.service import Principal
+from ability_gateway.server.db import Database
 from ability_gateway.server.usage import repository
 
 ALL_ABILITIES = "*"
@@ -86,6 +87,18 @@ def daily_cap(principal: Principal, ability_id: str) -> int | None:
     return None if not by_ability else by_ability.get(ability_id)
 
 
+def _caps(principal: Principal, ability_id: str) -> list[tuple[str, int, str | None]]:
+    """The daily caps an invocation of ``ability_id`` counts against: (counter scope, cap,
+    the ability when the cap is its own)."""
+    caps: list[tuple[str, int, str | None]] = []
+    if principal.quota_daily_invocations is not None:
+        caps.append((ALL_ABILITIES, principal.quota_daily_invocations, None))
+    own = daily_cap(principal, ability_id)
+    if own is not None:
+        caps.append((ability_id, own, ability_id))
+    return caps
+
+
 def charge(
     conn: Connection,
     principal: Principal,
@@ -95,21 +108,32 @@ def charge(
 ) -> None:
     """Count one invocation against the token's daily quotas, in the accept transaction;
     :class:`QuotaExceeded` when one is used up (the caller's transaction then rolls back)."""
-    total = principal.quota_daily_invocations
-    own = daily_cap(principal, ability_id)
-    if total is None and own is None:
+    caps = _caps(principal, ability_id)
+    if not caps:
         return
     moment = now_ms() if at_ms is None else at_ms
     window = day_window(moment, timezone)
-    token_id = principal.token_id
-    if total is not None and not repository.take_quota(
-        conn, token_id, ALL_ABILITIES, window.start_ms, total
-    ):
-        raise _refused(window, moment, total, None)
-    if own is not None and not repository.take_quota(
-        conn, token_id, ability_id, window.start_ms, own
-    ):
-        raise _refused(window, moment, own, ability_id)
+    for scope, cap, own in caps:
+        if not repository.take_quota(conn, principal.token_id, scope, window.start_ms, cap):
+            raise _refused(window, moment, cap, own)
+
+
+async def refuse_if_used_up(
+    db: Database, principal: Principal, ability_id: str, timezone: str
+) -> None:
+    """Before work an invocation would waste if :func:`charge` then refused it (storing an
+    upload): :class:`QuotaExceeded` at once when a daily quota is already used up. Only a
+    read; the charge in the accept transaction still decides."""
+    caps = _caps(principal, ability_id)
+    if not caps:
+        return
+    moment = now_ms()
+    window = day_window(moment, timezone)
+    async with db.read() as conn:
+        used = await repository.used_in_window(conn, [principal.token_id], window.start_ms)
+    for scope, cap, own in caps:
+        if used.get((principal.token_id, scope), 0) >= cap:
+            raise _refused(window, moment, cap, own)
 
 
 def _refused(window: Window, moment: int, cap: int, ability_id: str | None) -> QuotaExceeded:
