@@ -282,6 +282,7 @@ def main() -> None:
 
         same = json.dumps({"inputs": {"url": image, "shuru": "bench"}}).encode()
         coze = {"Authorization": "Bearer pat_simulator", "Content-Type": "application/json"}
+
         def ours(variant: str, ability: str, body: Callable[[], bytes]) -> Target:
             url, token, pid = gateways[variant]
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}

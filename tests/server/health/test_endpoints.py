@@ -16,7 +16,7 @@ async def test_readiness_lists_each_executor_breaker(client: httpx.AsyncClient) 
     assert response.status_code == 200
     assert response.json() == {
         "status": "ready",
-        "executors": [{"id": "default", "state": "closed", "reason": None}],
+        "executors": [{"id": "default", "state": "closed"}],
     }
 
 
@@ -30,9 +30,8 @@ async def test_an_open_breaker_is_shown_and_the_node_stays_ready(
     assert executor.breaker.state == "open"
     response = await client.get("/readyz")
     assert response.status_code == 200
-    assert response.json()["executors"] == [
-        {"id": "default", "state": "open", "reason": "cannot connect to Coze"}
-    ]
+    # Why it opened is for admins (GET /executors), not for an unauthenticated probe.
+    assert response.json()["executors"] == [{"id": "default", "state": "open"}]
 
 
 async def test_unwritable_media_storage_is_not_ready(

@@ -57,7 +57,9 @@ async def get_readiness(gateway: Gateway) -> JSONResponse:
         logger.warning("not ready: media storage: %s: %s", type(exc).__name__, detail)
         raise ServiceUnavailable(f"media storage unavailable: {type(exc).__name__}") from exc
     executors = [
-        {"id": e.id, "state": e.breaker.state, "reason": e.breaker.reason}
+        # No reason: /readyz is unauthenticated, and Coze's error text is for admins
+        # (GET /executors).
+        {"id": e.id, "state": e.breaker.state}
         for e in gateway.executors.all()
     ]
     return JSONResponse({"status": "ready", "executors": executors})

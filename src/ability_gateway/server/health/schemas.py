@@ -13,7 +13,6 @@ class ExecutorHealth(BaseModel):
     state: Literal["closed", "open", "half_open"] = Field(
         description="Its circuit breaker on this node: `open` takes no new tasks for now."
     )
-    reason: str | None = Field(description="Why its last failing call failed; null: none.")
 
 
 class Readiness(BaseModel):
