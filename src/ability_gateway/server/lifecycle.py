@@ -113,8 +113,7 @@ async def gateway_state(
     if run_jobs:
         if settings.media_retention_days > 0:
             await db.run_write(media_jobs.ensure_scheduled)
-        if settings.retention_days > 0:
-            await db.run_write(retention_jobs.ensure_scheduled)
+        await db.run_write(retention_jobs.ensure_scheduled)  # quota counters, at least
         state.runner.start()
     # Everything allocated so far lives as long as the process: keep it out of the
     # collector's generations, so collections stay short (they were the p99 spikes).

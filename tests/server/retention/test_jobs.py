@@ -5,7 +5,6 @@ callback, a recent one and everything else stay."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -151,13 +150,30 @@ async def test_batches_go_on_at_once_while_there_is_more(
     assert second.delay_s == retention.EVERY_SECONDS
 
 
-async def test_retention_is_off_by_default(app: Any) -> None:
+async def test_by_default_tasks_stay_and_only_quota_counters_of_past_windows_go(
+    app: Any, sample_image: str
+) -> None:
     state: GatewayState = app.state.gateway
     assert state.settings.retention_days == 0
-    assert await count(state, jobs, jobs.c.kind == retention.RETENTION_JOB) == 0
-    off = dataclasses.replace(state.services)
-    lease = Lease(1, retention.RETENTION_JOB, None, {}, "t", 1, 0, 0)
-    assert (await retention.forget_old_data(StepContext(off, lease, "n"))).state == "done"
+    await first_run_done(state)  # the job runs without GATEWAY_RETENTION_DAYS too
+    token = await create_token(state.db, "r")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+        done = await c.post(
+            f"/api/abilities/{PROMPT}/invoke",
+            json={"inputs": {"url": sample_image, "shuru": "kept"}},
+            headers={"Authorization": f"Bearer {token.token}"},
+        )
+    assert done.status_code == 200, done.text
+    await age(state, done.json()["metadata"]["taskId"], 10_000)
+    at = await state.db.run_write(lambda conn: int(conn.execute(select(db_now_ms())).scalar_one()))
+    old = {"token_id": "t1", "scope": "*", "window_start_ms": at - 3 * DAY_MS, "n": 5}
+    await state.db.run_write(lambda conn: conn.execute(quota_counters.insert(), [old]))
+    result = await step(state)
+    assert result.state == "queued" and result.delay_s == retention.EVERY_SECONDS
+    assert result.payload == {"lastTasks": 0, "lastLogs": 0, "lastQuotaCounters": 1}
+    assert await count(state, tasks) == 1
+    assert await count(state, call_logs) == 1
 
 
 async def test_quota_counters_of_windows_that_are_over_go(gateway_on: Any) -> None:

@@ -3,6 +3,7 @@ hits, durations in their bucket, Coze's token usage; and the quota counter's ref
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from ability_gateway.server.models import usage_rollups
 from ability_gateway.server.models.usage_rollup import BUCKET_COLUMNS
 from ability_gateway.server.usage import repository
+from ability_gateway.server.usage.quotas import day_window
 from ability_gateway.server.usage.repository import HOUR_MS, bucket_of, increments
 from tests.server.usage.conftest import PROMPT, Gateway, bearer, gateway_app
 from tests.support import simulator_process
@@ -106,12 +108,14 @@ def test_increments_put_a_duration_in_one_bucket_and_tolerate_odd_usage() -> Non
 async def test_the_quota_counter_refuses_at_its_cap(tmp_path: Path, sim_url: str) -> None:
     async with gateway_app(tmp_path, sim_url) as gw:
         app = await gw.token()
+        # Today's window: retention forgets the counters of windows that are over.
+        today = day_window(int(time.time() * 1000), "UTC").start_ms
 
         def take(conn: Any) -> bool:
-            return repository.take_quota(conn, app.id, "*", 0, 2)
+            return repository.take_quota(conn, app.id, "*", today, 2)
 
         taken = [await gw.state.db.run_write(take) for _ in range(4)]
         async with gw.state.db.read() as conn:
-            used = await repository.used_in_window(conn, [app.id], 0)
+            used = await repository.used_in_window(conn, [app.id], today)
     assert taken == [True, True, False, False]
     assert used == {(app.id, "*"): 2}

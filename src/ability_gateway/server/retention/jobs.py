@@ -1,7 +1,7 @@
-"""Retention (kind ``data.retention``): with ``GATEWAY_RETENTION_DAYS`` set, a job deletes
-finished tasks that ended longer ago than that, with their call logs, callback attempts and
-media links, in small batches (one short transaction each), and quota counters of windows
-that are over; it reschedules itself: at once while there is more, else hourly. Usage
+"""Retention (kind ``data.retention``): a job deletes quota counters of windows that are over
+and, with ``GATEWAY_RETENTION_DAYS`` set, finished tasks that ended longer ago than that,
+with their call logs, callback attempts and media links, in small batches (one short
+transaction each); it reschedules itself: at once while there is more, else hourly. Usage
 rollups are kept (they are the history), and so is a task whose callback is still being
 delivered. Media files go by their own rule
 (``GATEWAY_MEDIA_RETENTION_DAYS``, ``media/jobs.py``)."""
@@ -33,20 +33,21 @@ def ensure_scheduled(conn: Connection) -> None:
 
 async def forget_old_data(ctx: StepContext[Services]) -> StepResult:
     days = ctx.gateway.settings.retention_days
-    if days <= 0:
-        return StepResult("done")
     older_than_ms = int(days * 86_400_000)
 
     def batch(conn: Connection) -> tuple[int, int, int]:
+        counters = repository.forget_old_quota_counters(conn)
+        if days <= 0:  # tasks and logs are kept forever
+            return 0, 0, counters
         return (
             repository.forget_old_tasks(conn, older_than_ms, BATCH),
             repository.forget_old_logs(conn, older_than_ms, BATCH),
-            repository.forget_old_quota_counters(conn),
+            counters,
         )
 
     tasks, logs, counters = await ctx.gateway.db.run_write(batch)
     more = tasks == BATCH or logs == BATCH
-    every = min(EVERY_SECONDS, days * 86_400 / 2)
+    every = EVERY_SECONDS if days <= 0 else min(EVERY_SECONDS, days * 86_400 / 2)
     return StepResult(
         "queued",
         delay_s=0.0 if more else every,
