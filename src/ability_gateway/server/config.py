@@ -216,6 +216,11 @@ class Settings(BaseSettings):
     metrics_enabled: bool = Field(
         True, description="Record Prometheus metrics and serve them at `/metrics`."
     )
+    metrics_token_labels: bool = Field(
+        False,
+        description="Also count invocations by token id (`gateway_token_invocations`): one "
+        "series per token and outcome, so off by default.",
+    )
     metrics_token: SecretStr | None = Field(
         None,
         min_length=16,

@@ -50,7 +50,9 @@ async def gateway_state(
     await upgrade_to_head(db)
     limiter = RequestLimiter(settings.redis_url)
     executors = ExecutorRegistry.from_settings(settings, limiter.limiter)
-    metrics = metrics_for(settings.metrics_enabled, catalog)
+    metrics = metrics_for(
+        settings.metrics_enabled, catalog, token_labels=settings.metrics_token_labels
+    )
     metrics.watch_executors(executors.all())
     egress = SafeClient(settings.egress_networks, user_agent=USER_AGENT)
     storage = Storage.from_url(

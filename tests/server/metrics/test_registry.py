@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ability_gateway.server.auth.service import create_token
 from ability_gateway.server.errors import BadRequest, Conflict, ServiceUnavailable, UpstreamError
 from ability_gateway.server.metrics.registry import outcome_of
 from tests.conftest import make_settings
@@ -18,6 +19,7 @@ from tests.support import Receiver, free_port, simulator_process
 INVOKED = "gateway_invocations_total"
 LATENCY = "gateway_invoke_duration_seconds_count"
 COZE = "gateway_coze_requests_total"
+TOKEN = "gateway_token_invocations_total"
 COZE_LATENCY = "gateway_coze_request_duration_seconds_count"
 
 
@@ -111,6 +113,27 @@ async def test_rejections_are_counted_but_not_timed(tmp_path: Path, sim_url: str
     assert not any(
         ("ability", "ability_that_does_not_exist") in labels for _, labels in after.samples
     )
+
+
+async def test_token_labels_count_each_tokens_outcomes_only_when_asked(
+    tmp_path: Path, sim_url: str, sample_image: str
+) -> None:
+    body = {"inputs": {"url": sample_image, "shuru": "by token"}}
+    async with gateway(make_settings(tmp_path, sim_url, metrics_token_labels=True)) as gw:
+        mine = await create_token(gw.state.db, "mine")
+        before = await gw.scrape()
+        ok = await gw.invoke(PROMPT, body, Authorization=f"Bearer {mine.token}")
+        bad = await gw.invoke(PROMPT, {"inputs": {}}, Authorization=f"Bearer {mine.token}")
+        after = await gw.scrape()
+    assert (ok.status_code, bad.status_code) == (200, 400)
+    assert after.moved(before, TOKEN, token=mine.id, outcome="succeeded") == 1
+    assert after.moved(before, TOKEN, token=mine.id, outcome="rejected") == 1
+    async with gateway(make_settings(tmp_path / "off", sim_url)) as gw:  # the default
+        before = await gw.scrape()
+        assert (await gw.invoke(PROMPT, body)).status_code == 200
+        after = await gw.scrape()
+    by_token = {k: v for k, v in after.samples.items() if k[0] == TOKEN}
+    assert by_token == {k: v for k, v in before.samples.items() if k[0] == TOKEN}
 
 
 async def test_a_rate_limited_request_counts_as_refused(

@@ -170,7 +170,7 @@ async def test_by_default_tasks_stay_and_only_quota_counters_of_past_windows_go(
     old = {"token_id": "t1", "scope": "*", "window_start_ms": at - 3 * DAY_MS, "n": 5}
     await state.db.run_write(lambda conn: conn.execute(quota_counters.insert(), [old]))
     result = await step(state)
-    assert result.state == "queued" and result.delay_s == retention.EVERY_SECONDS
+    assert (result.state, result.delay_s) == ("queued", retention.EVERY_SECONDS)
     assert result.payload == {"lastTasks": 0, "lastLogs": 0, "lastQuotaCounters": 1}
     assert await count(state, tasks) == 1
     assert await count(state, call_logs) == 1

@@ -37,6 +37,7 @@ UNKNOWN_ABILITY = "unknown"
 REFUSAL_REASONS = ("rate_limit", "concurrency", "quota", "redelivery")
 CIRCUIT_STATES = ("closed", "half_open", "open")
 MAX_CODES = 100  # distinct Coze codes labelled per process; the rest are "other"
+MAX_TOKENS = 1000  # distinct token ids labelled per process (opt-in); the rest are "other"
 MAX_ATTEMPT_LABEL = 10  # scheduled attempt numbers above it share one label, ">10"
 # From a cache hit (milliseconds) to the longest wait (`Prefer: wait=60`).
 INVOKE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -48,6 +49,12 @@ INVOCATIONS = Counter(
     "(succeeded, failed, timeout, canceled: the task's end; accepted: 202; rejected: a 4xx; "
     "error: a 5xx of the gateway's own).",
     ("ability", "mode", "outcome"),
+)
+TOKEN_INVOCATIONS = Counter(
+    "gateway_token_invocations",
+    "Invocations by token id and outcome (as gateway_invocations); recorded only with "
+    "GATEWAY_METRICS_TOKEN_LABELS=true.",
+    ("token", "outcome"),
 )
 INVOKE_SECONDS = Histogram(
     "gateway_invoke_duration_seconds",
@@ -161,6 +168,9 @@ class Metrics:
     def cache_lookup(self, ability_id: str, hit: bool) -> None:
         pass
 
+    def token_invocation(self, token_id: str, outcome: str) -> None:
+        """An invocation's outcome by its token (``GATEWAY_METRICS_TOKEN_LABELS``)."""
+
     def refused(self, reason: str) -> None:
         """A 429: ``reason`` is one of ``REFUSAL_REASONS``."""
 
@@ -185,7 +195,9 @@ class PrometheusMetrics(Metrics):
 
     enabled = True
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, *, token_labels: bool = False) -> None:
+        self._token_labels = token_labels
+        self._by_token: dict[tuple[str, str], Counter] = {}
         self._series: dict[str, tuple[InvokeSeries, InvokeSeries]] = {}
         self._cache: dict[str, tuple[Counter, Counter]] = {}
         for ability in catalog.all():
@@ -217,6 +229,19 @@ class PrometheusMetrics(Metrics):
         if pair is None:  # a catalog entry whose cache is off does not look up
             return
         (pair[0] if hit else pair[1]).inc()
+
+    def token_invocation(self, token_id: str, outcome: str) -> None:
+        if not self._token_labels:
+            return
+        key = (token_id, outcome)
+        child = self._by_token.get(key)
+        if child is None:
+            if len(self._by_token) >= MAX_TOKENS * len(OUTCOMES):
+                key = ("other", outcome)
+                child = self._by_token.get(key)
+            if child is None:
+                child = self._by_token[key] = TOKEN_INVOCATIONS.labels(*key)
+        child.inc()
 
     def refused(self, reason: str) -> None:
         child = self._refused.get(reason)
@@ -297,6 +322,6 @@ def _coze_observer(executor: CozeExecutor) -> CozeObserver:
     return observe
 
 
-def metrics_for(enabled: bool, catalog: Catalog) -> Metrics:
+def metrics_for(enabled: bool, catalog: Catalog, *, token_labels: bool = False) -> Metrics:
     """The process's ``Metrics``: recording, or the no-op when metrics are off."""
-    return PrometheusMetrics(catalog) if enabled else Metrics()
+    return PrometheusMetrics(catalog, token_labels=token_labels) if enabled else Metrics()

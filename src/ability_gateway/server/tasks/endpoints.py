@@ -16,6 +16,7 @@ from ability_gateway.server.errors import (
 )
 from ability_gateway.server.http import JSONResponse, current_request_id
 from ability_gateway.server.jsonbody import read_model
+from ability_gateway.server.metrics.registry import outcome_of
 from ability_gateway.server.openapi import ERROR_RESPONSES
 from ability_gateway.server.tasks import answers, invoke, service
 from ability_gateway.server.tasks.schemas import (
@@ -150,8 +151,12 @@ async def invoke_ability(
         )
     except Exception as exc:
         series.raised(exc, time.perf_counter() - started)
+        gateway.metrics.token_invocation(token.token_id, outcome_of(exc))
         raise
     series.answered(answer.status_code, time.perf_counter() - started)
+    gateway.metrics.token_invocation(
+        token.token_id, "succeeded" if answer.status_code == 200 else "accepted"
+    )
     headers = {}
     if answer.status_code == 202:
         headers["Location"] = f"/api/ability_tasks/{answer.task_id}"
