@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from ability_gateway import __version__
@@ -23,6 +24,8 @@ from ability_gateway.server.bodylimit import BodyLimitMiddleware
 from ability_gateway.server.callbacks.endpoints import router as callbacks_router
 from ability_gateway.server.callbacks.endpoints import webhooks as callbacks_webhooks
 from ability_gateway.server.config import Settings, get_settings
+from ability_gateway.server.console.endpoints import router as console_router
+from ability_gateway.server.console.pages import STATIC
 from ability_gateway.server.errors import install_error_handlers
 from ability_gateway.server.executors.endpoints import router as executors_router
 from ability_gateway.server.health.endpoints import router as health_router
@@ -124,4 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(media_router)
     app.include_router(metrics_router)
     app.include_router(usage_router)
+    if settings.console_enabled:
+        app.include_router(console_router)
+        app.mount(STATIC, StaticFiles(packages=[("ability_gateway.server.console", "static")]))
     return app

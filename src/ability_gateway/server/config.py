@@ -16,6 +16,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The console's session key on a laptop; refused in production (every node needs the same
+# real one).
+DEV_CONSOLE_SECRET = "development-console-session-secret-not-for-production"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -216,6 +220,16 @@ class Settings(BaseSettings):
     metrics_enabled: bool = Field(
         True, description="Record Prometheus metrics and serve them at `/metrics`."
     )
+    console_enabled: bool = Field(True, description="Serve the web console at `/console`.")
+    console_session_secret: SecretStr = Field(
+        SecretStr(DEV_CONSOLE_SECRET),
+        min_length=32,
+        description="Keys console session ids and CSRF tokens; the same on every node "
+        "(32+ characters). Its development default is refused under `GATEWAY_ENV=production`.",
+    )
+    console_session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="How long a console sign-in lasts."
+    )
     metrics_token_labels: bool = Field(
         False,
         description="Also count invocations by token id (`gateway_token_invocations`): one "
@@ -314,6 +328,11 @@ class Settings(BaseSettings):
             token = self.coze_api_token.get_secret_value() if self.coze_api_token else ""
             if token == "pat_simulator":
                 raise ValueError("GATEWAY_COZE_API_TOKEN is the simulator's token in production")
+            if self.console_session_secret.get_secret_value() == DEV_CONSOLE_SECRET:
+                raise ValueError(
+                    "GATEWAY_CONSOLE_SESSION_SECRET is its development default in production: "
+                    "set a random value (the same on every node), e.g. `openssl rand -hex 32`"
+                )
             if allows_every_address(self.egress_networks) and not (
                 self.egress_allow_all_in_production
             ):

@@ -15,6 +15,7 @@ from ability_gateway.server.auth.service import TokenCache
 from ability_gateway.server.callbacks import steps as callback_jobs
 from ability_gateway.server.callbacks.sender import USER_AGENT
 from ability_gateway.server.config import Settings
+from ability_gateway.server.console.sessions import Sessions
 from ability_gateway.server.db import Database
 from ability_gateway.server.egress import SafeClient
 from ability_gateway.server.executors.registry import ExecutorRegistry
@@ -111,6 +112,12 @@ async def gateway_state(
         runner=runner,
         token_cache=TokenCache(settings.auth_cache_seconds),
         limiter=limiter,
+        sessions=Sessions(
+            db,
+            settings.console_session_secret.get_secret_value(),
+            lifetime_s=settings.console_session_hours * 3600,
+            cache_s=settings.auth_cache_seconds,
+        ),
     )
     if run_jobs:
         if settings.media_retention_days > 0:

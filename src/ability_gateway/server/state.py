@@ -26,6 +26,7 @@ from ability_gateway.server.auth.last_used import LastUsed
 from ability_gateway.server.auth.limits import RequestLimiter
 from ability_gateway.server.auth.service import TokenCache
 from ability_gateway.server.config import Settings
+from ability_gateway.server.console.sessions import Sessions
 from ability_gateway.server.db import Database
 from ability_gateway.server.egress import SafeClient
 from ability_gateway.server.executors.registry import ExecutorRegistry
@@ -59,6 +60,7 @@ class GatewayState:
     runner: Runner
     token_cache: TokenCache
     limiter: RequestLimiter
+    sessions: Sessions  # console sign-ins (console/sessions.py)
     flights: Flights = field(default_factory=Flights)
     last_used: LastUsed = field(default_factory=LastUsed)
     inflight: set[asyncio.Task[Any]] = field(default_factory=set)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from sqlalchemy.engine import RowMapping
+
 from ability_gateway.server.auth import repository
 from ability_gateway.server.db import Database
 from ability_gateway.server.errors import Forbidden, Unauthorized
@@ -152,6 +154,20 @@ def parse_bearer(authorization: str | None) -> str:
     return token
 
 
+def principal_of(row: RowMapping) -> Principal:
+    """The principal of a token row (its id, name, scopes, limits and quotas)."""
+    return Principal(
+        token_id=row["id"],
+        name=row["name"],
+        scopes=frozenset(row["scopes"]),
+        rate_limit_per_minute=row["rate_limit_per_minute"],
+        max_concurrent_tasks=row["max_concurrent_tasks"],
+        quota_daily_invocations=row["quota_daily_invocations"],
+        quota_daily_by_ability=row["quota_daily_by_ability"] or None,
+        quota_media_bytes=row["quota_media_bytes"],
+    )
+
+
 async def authenticate(db: Database, cache: TokenCache, authorization: str | None) -> Principal:
     token_hash = hash_token(parse_bearer(authorization))
     principal = cache.get(token_hash)
@@ -162,16 +178,7 @@ async def authenticate(db: Database, cache: TokenCache, authorization: str | Non
     if row is None:
         # One message for unknown, revoked and expired: don't help a guesser.
         raise Unauthorized("Invalid, revoked or expired token")
-    principal = Principal(
-        token_id=row["id"],
-        name=row["name"],
-        scopes=frozenset(row["scopes"]),
-        rate_limit_per_minute=row["rate_limit_per_minute"],
-        max_concurrent_tasks=row["max_concurrent_tasks"],
-        quota_daily_invocations=row["quota_daily_invocations"],
-        quota_daily_by_ability=row["quota_daily_by_ability"] or None,
-        quota_media_bytes=row["quota_media_bytes"],
-    )
+    principal = principal_of(row)
     expires_at = row["expires_at"]
     if row["by_previous"]:  # a rotated-away value: it ends with its overlap
         overlap_end = row["previous_token_expires_at"]

@@ -2,6 +2,7 @@
 
 from ability_gateway.server.models.base import metadata
 from ability_gateway.server.models.call_log import call_logs
+from ability_gateway.server.models.console_session import console_sessions
 from ability_gateway.server.models.delivery import deliveries, delivery_attempts
 from ability_gateway.server.models.idempotency import idempotency_keys
 from ability_gateway.server.models.job import jobs
@@ -19,6 +20,7 @@ from ability_gateway.server.models.usage_rollup import usage_rollups
 
 __all__ = [
     "call_logs",
+    "console_sessions",
     "deliveries",
     "delivery_attempts",
     "idempotency_keys",

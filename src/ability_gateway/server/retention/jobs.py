@@ -1,9 +1,9 @@
-"""Retention (kind ``data.retention``): a job deletes quota counters of windows that are over
-and, with ``GATEWAY_RETENTION_DAYS`` set, finished tasks that ended longer ago than that,
-with their call logs, callback attempts and media links, in small batches (one short
-transaction each); it reschedules itself: at once while there is more, else hourly. Usage
-rollups are kept (they are the history), and so is a task whose callback is still being
-delivered. Media files go by their own rule
+"""Retention (kind ``data.retention``): a job deletes quota counters of windows that are
+over, expired console sessions and, with ``GATEWAY_RETENTION_DAYS`` set, finished tasks that
+ended longer ago than that, with their call logs, callback attempts and media links, in
+small batches (one short transaction each); it reschedules itself: at once while there is
+more, else hourly. Usage rollups are kept (they are the history), and so is a task whose
+callback is still being delivered. Media files go by their own rule
 (``GATEWAY_MEDIA_RETENTION_DAYS``, ``media/jobs.py``)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection
 
+from ability_gateway.server.console.repository import forget_expired as forget_expired_sessions
 from ability_gateway.server.retention import repository
 from ability_gateway.server.runner import repository as job_repository
 from ability_gateway.server.runner.queue import enqueue
@@ -37,6 +38,7 @@ async def forget_old_data(ctx: StepContext[Services]) -> StepResult:
 
     def batch(conn: Connection) -> tuple[int, int, int]:
         counters = repository.forget_old_quota_counters(conn)
+        forget_expired_sessions(conn, BATCH)
         if days <= 0:  # tasks and logs are kept forever
             return 0, 0, counters
         return (
