@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test check fix bench install clean openapi
+.PHONY: demo test check fix bench install clean openapi screenshots
 
 # Create .venv if missing and install the project with its server and dev extras.
 $(STAMP): pyproject.toml
@@ -31,6 +31,12 @@ test: $(STAMP)
 	else \
 		echo "PostgreSQL not reachable on 127.0.0.1:5432: the PostgreSQL pass is skipped"; \
 	fi
+
+## Refresh the console screenshots the README shows (the browser tests take them).
+screenshots: $(STAMP)
+	$(BIN)/python -m pytest -q tests/server/console/test_browser.py
+	mkdir -p docs/screenshots
+	cp screenshots/playground.png screenshots/task.png screenshots/generation-zh.png docs/screenshots/
 
 ## Formatting, lint and types.
 check: $(STAMP)

@@ -125,11 +125,11 @@ async def test_running_an_ability_shows_its_texts_the_task_and_a_safe_snippet(
     )
     assert answer.status_code == 200, answer.text
     assert "<html" not in answer.text  # the fragment only
-    assert 'data-status>succeeded<' in answer.text
+    assert "data-status>succeeded<" in answer.text
     assert 'data-output="text"' in answer.text
     link = TASK_LINK.search(answer.text)
     assert link is not None
-    assert '$GATEWAY_TOKEN' in answer.text
+    assert "$GATEWAY_TOKEN" in answer.text
     assert token.token not in answer.text
     task = await console.client.get(f"/console/tasks/{link.group(1)}")
     assert task.status_code == 200
@@ -143,8 +143,8 @@ async def test_bad_input_shows_the_field_level_errors(console: Console) -> None:
     answer = await console.post(f"/console/abilities/{UPSCALE}/run", form)
     assert answer.status_code == 200
     assert "<html" in answer.text  # without htmx: the whole page, with the answer
-    assert re.search(r'<code>inputs\.url</code>', answer.text)
-    assert re.search(r'<code>inputs\.bianchang</code>', answer.text)
+    assert re.search(r"<code>inputs\.url</code>", answer.text)
+    assert re.search(r"<code>inputs\.bianchang</code>", answer.text)
 
 
 async def test_an_upload_is_sent_as_image_base64_and_the_snippet_names_a_path(

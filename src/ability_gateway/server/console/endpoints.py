@@ -28,7 +28,7 @@ from ability_gateway.server.admin import service as admin_service
 from ability_gateway.server.admin.repository import TaskFilter
 from ability_gateway.server.auth.limits import RateLimited
 from ability_gateway.server.callbacks import service as callbacks_service
-from ability_gateway.server.console import forms
+from ability_gateway.server.console import forms, views
 from ability_gateway.server.console.i18n import LANG_COOKIE, LANGUAGES
 from ability_gateway.server.console.pages import (
     fragment,
@@ -273,20 +273,6 @@ async def _story(
     return story
 
 
-def _result_of(gateway: GatewayState, story: dict[str, Any]) -> dict[str, Any]:
-    """The task's outputs as the invoke answer shows them."""
-    task = story["task"]
-    ability = gateway.catalog.get(task["abilityId"])
-    payload = task["resultPayload"] or {}
-    return {
-        "status": task["status"],
-        "texts": payload.get("texts", []),
-        "images": payload.get("images", []),
-        "videos": payload.get("videos", []),
-        "provider": ability.provider if ability else "coze",
-    }
-
-
 @router.get("/tasks/{task_id}", response_model=None)
 async def task_page(request: Request, gateway: Gateway, task_id: str) -> Response:
     session = await _signed_in(request, gateway)
@@ -301,7 +287,8 @@ async def task_page(request: Request, gateway: Gateway, task_id: str) -> Respons
         "task.html",
         session,
         story=story,
-        result=_result_of(gateway, story),
+        result=views.result_of(gateway.catalog, story),
+        timeline=views.timeline(story),
         terminal=story["task"]["status"] in TERMINAL,
     )
 
@@ -321,7 +308,7 @@ async def task_live(request: Request, gateway: Gateway, task_id: str) -> Respons
         "live.html",
         session,
         story=story,
-        result=_result_of(gateway, story),
+        result=views.result_of(gateway.catalog, story),
         terminal=story["task"]["status"] in TERMINAL,
     )
 
