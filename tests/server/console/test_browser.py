@@ -188,3 +188,52 @@ async def test_csrf_another_tokens_task_and_escaping_in_the_browser(
             PROMPT,
         )
         assert statuses == [403, 403]
+
+
+async def test_an_admin_creates_rotates_and_revokes_a_token_and_reads_usage(
+    browser: Browser, live: LiveFactory, sample_image: str
+) -> None:
+    async with live() as gw:
+        app = await create_token(gw.state.db, "app")
+        async with httpx.AsyncClient(base_url=gw.url) as api:
+            for n in range(3):
+                await api.post(
+                    f"/api/abilities/{PROMPT}/invoke",
+                    json={"inputs": {"url": sample_image, "shuru": f"usage {n}"}},
+                    headers={"Authorization": f"Bearer {app.token}"},
+                )
+        page = await new_page(browser, gw)
+        await sign_in(page, app)  # an app token first: no admin screen for it
+        forbidden = await page.goto("/console/admin/tokens")
+        assert forbidden is not None
+        assert forbidden.status == 403
+        await page.click("button.link")  # sign out
+
+        await sign_in(page, await create_token(gw.state.db, "root", admin=True))
+        await page.click("a[href='/console/admin/tokens']")
+        await page.click("#create summary")
+        await page.fill("input[name=name]", "partner")
+        await page.fill(".grid-form input[name=dailyInvocations]", "100")
+        await page.click("#create-token")
+        value = await page.locator("[data-secret=token]").inner_text()
+        assert value.startswith("agw_")
+        await shot(page, "admin-token-created")
+        row = page.locator("#tokens tr", has_text="partner")
+        await row.locator("[data-action=rotate]").click()
+        rotated = await page.locator("[data-secret=token]").inner_text()
+        assert rotated.startswith("agw_")
+        assert rotated != value
+        await page.locator("#tokens tr", has_text="partner").locator("[data-action=revoke]").click()
+        await expect(
+            page.locator("#tokens tr", has_text="partner").locator("[data-state]")
+        ).to_have_text("revoked")
+        await shot(page, "admin-tokens")
+
+        await page.click("a[href='/console/admin/executors']")
+        await expect(page.locator("[data-circuit]").first).to_have_text("closed")
+        await shot(page, "admin-executors")
+        await page.click("a[href='/console/admin/usage']")
+        await expect(page.locator("#usage-chart canvas")).to_be_visible()
+        await expect(page.locator("#usage-by-day")).to_contain_text(PROMPT)
+        await shot(page, "admin-usage")
+        assert page.dialogs == []  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ stored, and its callback with every attempt. Secrets never appear: a task's
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
@@ -19,8 +20,10 @@ from ability_gateway.server.admin import repository
 from ability_gateway.server.admin.repository import CallLogFilter, TaskFilter
 from ability_gateway.server.callbacks import service as callbacks
 from ability_gateway.server.errors import BadRequest, FieldError, GatewayError, NotFound, shorten
+from ability_gateway.server.runner.queue import running_with_key
 from ability_gateway.server.state import GatewayState
 from ability_gateway.server.tasks.bodies import iso_time
+from ability_gateway.server.tasks.steps import TASK_JOB
 from ability_gateway.server.usage.service import parse_time
 
 MAX_REDELIVER = 100
@@ -276,3 +279,43 @@ async def recent_outcomes(gateway: GatewayState) -> dict[str, dict[str, Any]]:
         }
         for executor, spent in durations.items()
     }
+
+
+_NO_CALLS = {
+    "windowSeconds": RECENT_WINDOW_MS // 1000,
+    "calls": 0,
+    "failures": 0,
+    "codes": {},
+    "p50Ms": None,
+    "p95Ms": None,
+}
+
+
+async def executor_views(gateway: GatewayState) -> list[dict[str, Any]]:
+    """Each executor: its settings, circuit state (and why it opened), load, and the last
+    hour's calls (counts per Coze code, p50/p95 latency)."""
+    recent = await recent_outcomes(gateway)
+    items = []
+    for executor in gateway.executors.all():
+        # A task's job is keyed by its executor: its steps running now, on every node.
+        running = await gateway.db.run_write(
+            partial(running_with_key, kind=TASK_JOB, key=executor.id)
+        )
+        items.append(
+            {
+                "id": executor.id,
+                "baseUrl": executor.base_url,
+                "auth": executor.auth.kind,
+                "weight": executor.weight,
+                "maxConcurrency": executor.max_concurrency,
+                "qps": executor.qps,
+                "allowAsync": executor.allow_async,
+                "state": executor.breaker.state,
+                "reason": executor.breaker.reason,
+                "consecutiveFailures": executor.breaker.failures,
+                "inFlight": executor.in_flight,
+                "runningTasks": running,
+                "recent": recent.get(executor.id, _NO_CALLS),
+            }
+        )
+    return items

@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from ability_gateway.server.admin import service as admin_service
@@ -31,13 +31,15 @@ from ability_gateway.server.callbacks import service as callbacks_service
 from ability_gateway.server.console import forms, views
 from ability_gateway.server.console.i18n import LANG_COOKIE, LANGUAGES
 from ability_gateway.server.console.pages import (
+    checked_form,
     fragment,
     render,
     same_origin,
     session_of,
+    signed_in,
     to_login,
 )
-from ability_gateway.server.console.sessions import COOKIE, ConsoleSession, Sessions
+from ability_gateway.server.console.sessions import COOKIE, ConsoleSession
 from ability_gateway.server.deps import Gateway
 from ability_gateway.server.errors import GatewayError, NotFound, Unauthorized, error_body
 from ability_gateway.server.http import current_request_id
@@ -50,31 +52,6 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 TERMINAL = ("succeeded", "failed", "canceled", "timeout")
 STATUSES = ("queued", "running", *TERMINAL)
 PAGE = 50
-
-
-async def _signed_in(request: Request, gateway: GatewayState) -> ConsoleSession | Response:
-    session = await session_of(request, gateway)
-    return to_login() if session is None else session
-
-
-def _refused(request: Request, gateway: GatewayState, session: ConsoleSession) -> HTMLResponse:
-    return render(request, gateway, "message.html", session, 403, message_key="bad_form")
-
-
-async def _checked_form(
-    request: Request, gateway: GatewayState
-) -> tuple[ConsoleSession, Any] | Response:
-    """A POST's session and form, once its CSRF token and origin are right."""
-    session = await session_of(request, gateway)
-    if session is None:
-        return to_login()
-    form = await request.form(max_part_size=forms.MAX_UPLOAD_BYTES)
-    sent = form.get("csrf")
-    if not same_origin(request) or not Sessions.csrf_ok(
-        session, sent if isinstance(sent, str) else None
-    ):
-        return _refused(request, gateway, session)
-    return session, form
 
 
 # --- sign-in ----------------------------------------------------------------------------
@@ -117,7 +94,7 @@ async def login(
 
 @router.post("/logout", response_model=None)
 async def logout(request: Request, gateway: Gateway) -> Response:
-    checked = await _checked_form(request, gateway)
+    checked = await checked_form(request, gateway)
     if isinstance(checked, Response):
         return checked
     await gateway.sessions.sign_out(request.cookies[COOKIE])
@@ -141,7 +118,7 @@ async def switch_language(lang: str, back: str = "/console/abilities") -> Respon
 
 @router.get("/abilities", response_model=None)
 async def abilities_page(request: Request, gateway: Gateway) -> Response:
-    session = await _signed_in(request, gateway)
+    session = await signed_in(request, gateway)
     if isinstance(session, Response):
         return session
     return render(request, gateway, "abilities.html", session, abilities=gateway.catalog.all())
@@ -149,7 +126,7 @@ async def abilities_page(request: Request, gateway: Gateway) -> Response:
 
 @router.get("/abilities/{ability_id}", response_model=None)
 async def playground(request: Request, gateway: Gateway, ability_id: str) -> Response:
-    session = await _signed_in(request, gateway)
+    session = await signed_in(request, gateway)
     if isinstance(session, Response):
         return session
     ability = gateway.catalog.get(ability_id)
@@ -168,7 +145,7 @@ async def playground(request: Request, gateway: Gateway, ability_id: str) -> Res
 
 @router.post("/abilities/{ability_id}/run", response_model=None)
 async def run_ability(request: Request, gateway: Gateway, ability_id: str) -> Response:
-    checked = await _checked_form(request, gateway)
+    checked = await checked_form(request, gateway)
     if isinstance(checked, Response):
         return checked
     session, form = checked
@@ -238,7 +215,7 @@ async def tasks_page(
     q: str = "",
     after: str = "",
 ) -> Response:
-    session = await _signed_in(request, gateway)
+    session = await signed_in(request, gateway)
     if isinstance(session, Response):
         return session
     where = TaskFilter(
@@ -275,7 +252,7 @@ async def _story(
 
 @router.get("/tasks/{task_id}", response_model=None)
 async def task_page(request: Request, gateway: Gateway, task_id: str) -> Response:
-    session = await _signed_in(request, gateway)
+    session = await signed_in(request, gateway)
     if isinstance(session, Response):
         return session
     story = await _story(gateway, session, task_id)
@@ -296,7 +273,7 @@ async def task_page(request: Request, gateway: Gateway, task_id: str) -> Respons
 @router.get("/tasks/{task_id}/live", response_model=None)
 async def task_live(request: Request, gateway: Gateway, task_id: str) -> Response:
     """The task's state and outputs (the fragment a running task's page polls)."""
-    session = await _signed_in(request, gateway)
+    session = await signed_in(request, gateway)
     if isinstance(session, Response):
         return session
     story = await _story(gateway, session, task_id)
@@ -315,7 +292,7 @@ async def task_live(request: Request, gateway: Gateway, task_id: str) -> Respons
 
 @router.post("/tasks/{task_id}/cancel", response_model=None)
 async def cancel_task(request: Request, gateway: Gateway, task_id: str) -> Response:
-    checked = await _checked_form(request, gateway)
+    checked = await checked_form(request, gateway)
     if isinstance(checked, Response):
         return checked
     session, _ = checked
@@ -332,7 +309,7 @@ async def cancel_task(request: Request, gateway: Gateway, task_id: str) -> Respo
 
 @router.post("/tasks/{task_id}/redeliver", response_model=None)
 async def redeliver(request: Request, gateway: Gateway, task_id: str) -> Response:
-    checked = await _checked_form(request, gateway)
+    checked = await checked_form(request, gateway)
     if isinstance(checked, Response):
         return checked
     session, _ = checked

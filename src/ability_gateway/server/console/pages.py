@@ -14,12 +14,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from ability_gateway.server.console.forms import MAX_UPLOAD_BYTES
 from ability_gateway.server.console.i18n import language_of, translator
-from ability_gateway.server.console.sessions import COOKIE, ConsoleSession
+from ability_gateway.server.console.sessions import COOKIE, ConsoleSession, Sessions
 from ability_gateway.server.state import GatewayState
+from ability_gateway.server.tasks.bodies import iso_time
 
 STATIC = "/console/static"
 HTMX = f"{STATIC}/htmx-2.0.11.min.js"
@@ -48,7 +50,12 @@ def _as_json(text: Any) -> Any:
         return None
 
 
+def _when(ms: Any) -> str:
+    return iso_time(int(ms)) if isinstance(ms, int) else ""
+
+
 environment.filters["pretty"] = _pretty
+environment.filters["when"] = _when
 environment.filters["as_json"] = _as_json
 
 
@@ -115,3 +122,28 @@ def same_origin(request: Request) -> bool:
         return origin is None
     host = request.headers.get("host", "")
     return urlsplit(origin).netloc == host
+
+
+async def signed_in(request: Request, gateway: GatewayState) -> ConsoleSession | Response:
+    session = await session_of(request, gateway)
+    return to_login() if session is None else session
+
+
+def refused(request: Request, gateway: GatewayState, session: ConsoleSession) -> HTMLResponse:
+    return render(request, gateway, "message.html", session, 403, message_key="bad_form")
+
+
+async def checked_form(
+    request: Request, gateway: GatewayState
+) -> tuple[ConsoleSession, Any] | Response:
+    """A POST's session and form, once its CSRF token and origin are right."""
+    session = await session_of(request, gateway)
+    if session is None:
+        return to_login()
+    form = await request.form(max_part_size=MAX_UPLOAD_BYTES)
+    sent = form.get("csrf")
+    if not same_origin(request) or not Sessions.csrf_ok(
+        session, sent if isinstance(sent, str) else None
+    ):
+        return refused(request, gateway, session)
+    return session, form

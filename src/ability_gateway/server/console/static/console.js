@@ -5,17 +5,16 @@
 // A "copy" button on every request snippet.
 function addCopyButtons(root) {
   root.querySelectorAll("pre.snippet").forEach(function (pre) {
-    if (pre.querySelector("button.copy")) return;
+    var before = pre.previousElementSibling;
+    if (before && before.classList.contains("copy")) return;
     var button = document.createElement("button");
     button.type = "button";
     button.className = "copy";
     button.textContent = "copy";
     button.addEventListener("click", function () {
-      var text = pre.getAttribute("data-text") || pre.textContent.replace(/copy$/, "");
-      navigator.clipboard.writeText(text).then(function () { button.textContent = "✓"; });
+      navigator.clipboard.writeText(pre.textContent).then(function () { button.textContent = "✓"; });
     });
-    pre.setAttribute("data-text", pre.textContent);
-    pre.prepend(button);
+    pre.before(button);
   });
 }
 
@@ -29,3 +28,27 @@ document.addEventListener("change", function (event) {
 
 document.addEventListener("DOMContentLoaded", function () { addCopyButtons(document); });
 document.addEventListener("htmx:afterSwap", function (event) { addCopyButtons(event.target); });
+
+// The usage chart (uPlot, vendored): calls per day, and the success rate on its own axis.
+function drawUsageChart() {
+  var element = document.getElementById("usage-chart");
+  if (!element || !window.uPlot) return;
+  var series = JSON.parse(element.getAttribute("data-series"));
+  var labels = JSON.parse(element.getAttribute("data-labels"));
+  if (!series.time.length) return;
+  var options = {
+    width: Math.max(320, element.clientWidth),
+    height: 300,
+    scales: { x: { time: true }, rate: { range: [0, 100] } },
+    axes: [{}, { label: labels.calls }, { scale: "rate", side: 1, label: labels.successRate, grid: { show: false } }],
+    series: [
+      {},
+      { label: labels.calls, stroke: "#1f5fbf", width: 2, fill: "rgba(31,95,191,0.12)", points: { show: true } },
+      { label: labels.successRate, scale: "rate", stroke: "#1a7f37", width: 2, points: { show: true } },
+      { label: labels.p95Ms, stroke: "#9a6700", width: 1, dash: [4, 4], show: false },
+    ],
+  };
+  element.chart = new window.uPlot(options, [series.time, series.calls, series.successRate, series.p95Ms], element);
+}
+
+window.addEventListener("load", drawUsageChart);
