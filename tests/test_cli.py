@@ -120,6 +120,7 @@ def test_demo_serves_what_it_prints(tmp_path: Path) -> None:
         assert token, out
         assert body, out
         assert f"http://127.0.0.1:{port}" in out
+        assert f"console:   http://127.0.0.1:{port}/console" in out
         response = httpx.post(
             f"http://127.0.0.1:{port}/api/abilities/ability_coze_prompt_extract/invoke",
             headers={
