@@ -70,6 +70,8 @@ class Ability(_Model):
     capability_key: str
     status: str
     input_schema: InputSchema = Field(default_factory=InputSchema)
+    mode: str = "sync"  # sync | async (a generation job: the invoke answers 202)
+    timeout_seconds: float | None = None  # the task's deadline
 
 
 class Media(_Model):

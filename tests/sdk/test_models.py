@@ -83,7 +83,10 @@ def test_ability_reads_the_spec_example() -> None:
     assert ability.capability_key == "prompt_extract"
     assert [f.name for f in ability.input_schema.fields] == ["url", "shuru"]
     assert ability.input_schema.fields[0].required is True
-    assert ability.model_dump(by_alias=True) == ABILITY
+    assert ability.model_dump(by_alias=True, exclude_unset=True) == ABILITY
+    assert (ability.mode, ability.timeout_seconds) == ("sync", None)  # beyond the spec
+    beyond = Ability.model_validate({**ABILITY, "mode": "async", "timeoutSeconds": 1800})
+    assert (beyond.mode, beyond.timeout_seconds) == ("async", 1800)
 
 
 def test_invoke_result_reads_the_spec_example() -> None:

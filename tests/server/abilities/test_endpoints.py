@@ -37,6 +37,23 @@ EXPECTED = {
 }
 
 
+TIMEOUTS = {  # seconds, from the shipped catalog
+    "ability_coze_prompt_extract": 95,
+    "ability_coze_pattern_extract": 1800,
+    "ability_coze_image_gen_4step": 1800,
+    "ability_coze_image_gen_8step": 1800,
+    "ability_coze_outpaint": 600,
+    "ability_coze_upscale_8k": 600,
+    "ability_coze_tagging_small": 95,
+    "ability_coze_tagging_large": 95,
+}
+GENERATION = {
+    "ability_coze_pattern_extract",
+    "ability_coze_image_gen_4step",
+    "ability_coze_image_gen_8step",
+}
+
+
 async def test_list_abilities_returns_the_eight_in_the_spec_shape(
     client: httpx.AsyncClient, auth: dict[str, str]
 ) -> None:
@@ -54,7 +71,11 @@ async def test_list_abilities_returns_the_eight_in_the_spec_shape(
             "capabilityKey",
             "status",
             "inputSchema",
+            "mode",  # beyond the spec: sync or async, and the deadline
+            "timeoutSeconds",
         }
+        mode = "async" if item["id"] in GENERATION else "sync"
+        assert (item["mode"], item["timeoutSeconds"]) == (mode, TIMEOUTS[item["id"]])
         assert item["provider"] == "coze"
         assert item["status"] == "active"
         assert list(item["inputSchema"]) == ["fields"]
@@ -77,6 +98,8 @@ async def test_prompt_extract_matches_the_spec_example_exactly(
         "provider": "coze",
         "capabilityKey": "prompt_extract",
         "status": "active",
+        "mode": "sync",  # these two are beyond the spec example
+        "timeoutSeconds": 95.0,
         "inputSchema": {
             "fields": [
                 {"name": "url", "type": "string", "required": True, "description": "图片地址"},

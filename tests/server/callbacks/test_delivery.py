@@ -212,7 +212,8 @@ async def test_a_callback_url_at_a_refused_address_is_400(live: LiveFactory, url
     assert response.json()["errors"] == [
         {
             "field": "callbackUrl",
-            "problem": "points at a private, loopback or otherwise non-public address",
+            "problem": "points at a private, loopback or otherwise non-public address "
+            "(an operator may allow internal networks: GATEWAY_EGRESS_ALLOW)",
         }
     ]
 

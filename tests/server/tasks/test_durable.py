@@ -224,6 +224,8 @@ async def test_idempotency_key_returns_the_same_task(live: LiveFactory) -> None:
         assert first.status_code == second.status_code == 200
         assert second.json()["metadata"]["taskId"] == first.json()["metadata"]["taskId"]
         assert second.json()["texts"] == first.json()["texts"]
+        assert "idempotent-replayed" not in first.headers
+        assert second.headers["idempotent-replayed"] == "true"
         other = await gw.invoke(
             PROMPT, {"inputs": {"url": sample(gw.sim_url), "shuru": "x"}}, Idempotency_Key="order-1"
         )

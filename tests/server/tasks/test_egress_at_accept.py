@@ -22,6 +22,10 @@ PROMPT = "ability_coze_prompt_extract"
 OUTPAINT = "ability_coze_outpaint"
 EXPAND = {"expand_top": 0, "expand_bottom": 0, "expand_left": 4, "expand_right": 4}
 NON_PUBLIC = "points at a private, loopback or otherwise non-public address"
+# A refused callback URL also says which setting lets an operator allow an internal one.
+CALLBACK_NON_PUBLIC = (
+    NON_PUBLIC + " (an operator may allow internal networks: GATEWAY_EGRESS_ALLOW)"
+)
 SAMPLE = "/files/samples/square.png"
 
 
@@ -68,7 +72,7 @@ async def test_a_callback_url_at_a_special_purpose_address_is_400(
             client, headers, PROMPT, {"inputs": {"url": sim_url + SAMPLE}, "callbackUrl": url}
         )
     assert response.status_code == 400, response.text
-    assert response.json()["errors"] == [{"field": "callbackUrl", "problem": NON_PUBLIC}]
+    assert response.json()["errors"] == [{"field": "callbackUrl", "problem": CALLBACK_NON_PUBLIC}]
 
 
 @pytest.mark.parametrize(

@@ -119,6 +119,8 @@ class AbilityDefinition(BaseModel):
             provider=self.provider,
             capabilityKey=self.capability_key,
             status=self.status,
+            mode="sync" if self.mode == "sync" else "async",
+            timeoutSeconds=self.timeout_seconds,
             inputSchema=InputSchema(
                 fields=[
                     InputField(

@@ -4,7 +4,7 @@ while it goes on; waiting on a task for that answer; an idempotent replay's answ
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
@@ -46,6 +46,7 @@ class InvokeAnswer:
     task_id: str
     retry_after: int | None = None
     cache: str | None = None  # X-Cache: HIT or MISS, for abilities with a result cache
+    replayed: bool = False  # Idempotent-Replayed: true (an Idempotency-Key seen before)
 
 
 def invoke_body(ability: AbilityDefinition, row: dict[str, Any] | RowMapping) -> dict[str, Any]:
@@ -124,4 +125,5 @@ async def replay(
         )
     # A replay answers like the first call would: at once for asynchronous work.
     wait = 0.0 if options.respond_async or ability.mode != "sync" else options.wait_seconds
-    return await wait_and_answer(gateway, principal, ability, row["task_id"], wait)
+    answered = await wait_and_answer(gateway, principal, ability, row["task_id"], wait)
+    return replace(answered, replayed=True)

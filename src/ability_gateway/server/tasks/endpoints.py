@@ -74,6 +74,22 @@ def _options(
     )
 
 
+_ANSWER_HEADERS = {
+    "X-Cache": {
+        "description": "`HIT` or `MISS`, for an ability with a result cache",
+        "schema": {"type": "string", "enum": ["HIT", "MISS"]},
+    },
+    "Idempotent-Replayed": {
+        "description": "`true`: an earlier request with this Idempotency-Key made this task",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "Preference-Applied": {
+        "description": "The `Prefer` preferences applied",
+        "schema": {"type": "string"},
+    },
+}
+
+
 @router.post(
     "/abilities/{ability_id}/invoke",
     response_model=InvokeResult,
@@ -113,7 +129,19 @@ def _options(
     },
     responses={
         **ERROR_RESPONSES,
-        202: {"model": InvokeResult, "description": "Accepted: the task goes on (see Location)"},
+        200: {"headers": _ANSWER_HEADERS},
+        202: {
+            "model": InvokeResult,
+            "description": "Accepted: the task goes on (see Location)",
+            "headers": {
+                **_ANSWER_HEADERS,
+                "Location": {"description": "The task", "schema": {"type": "string"}},
+                "Retry-After": {
+                    "description": "Seconds before asking the task again",
+                    "schema": {"type": "integer"},
+                },
+            },
+        },
         409: {"model": ErrorBody, "description": "Idempotency-Key reused with another body"},
         502: {
             "model": ErrorBody,
@@ -165,6 +193,8 @@ async def invoke_ability(
         headers["Preference-Applied"] = options.applied
     if answer.cache:
         headers["X-Cache"] = answer.cache
+    if answer.replayed:
+        headers["Idempotent-Replayed"] = "true"
     return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
 
 

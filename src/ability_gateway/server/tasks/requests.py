@@ -18,7 +18,7 @@ from ability_gateway.server.abilities.validation import (
     build_parameters,
     is_http_url,
 )
-from ability_gateway.server.egress import Network, url_problem
+from ability_gateway.server.egress import NON_PUBLIC_PROBLEM, Network, url_problem
 from ability_gateway.server.errors import (
     BadRequest,
     FieldError,
@@ -60,6 +60,8 @@ def check_callback(
         if not is_http_url(body.callbackUrl):
             errors.append(FieldError("callbackUrl", "must be an http(s) URL"))
         elif (problem := url_problem(body.callbackUrl, allow)) is not None:
+            if problem == NON_PUBLIC_PROBLEM:  # say how an operator allows an internal one
+                problem += " (an operator may allow internal networks: GATEWAY_EGRESS_ALLOW)"
             errors.append(FieldError("callbackUrl", problem))
     headers = body.callbackHeaders or {}
     if headers and body.callbackUrl is None:
