@@ -8,6 +8,8 @@ from pydantic import ValidationError
 from ability_gateway.server.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
+# What production needs besides the setting under test.
+PRODUCTION = {"console_session_secret": "a-console-session-secret-for-tests-only"}
 
 
 @pytest.mark.parametrize("doc", ["README.md", ".env.example"])
@@ -49,13 +51,14 @@ def test_default_database_is_sqlite_under_the_data_dir(tmp_path: Path) -> None:
 )
 def test_production_refuses_an_egress_list_that_allows_every_address(allow: str) -> None:
     with pytest.raises(ValidationError, match="GATEWAY_EGRESS_ALLOW covers every address"):
-        Settings(_env_file=None, env="production", egress_allow=allow)  # type: ignore[call-arg]
+        Settings(_env_file=None, env="production", egress_allow=allow, **PRODUCTION)  # type: ignore[call-arg]
 
 
 def test_production_allows_every_address_only_when_told_so_explicitly() -> None:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         env="production",
+        **PRODUCTION,
         egress_allow="0.0.0.0/0,::/0",
         egress_allow_all_in_production=True,
     )
@@ -64,7 +67,7 @@ def test_production_allows_every_address_only_when_told_so_explicitly() -> None:
 
 @pytest.mark.parametrize("allow", ["10.0.0.0/8,192.168.0.0/16", "0.0.0.0/1", "fc00::/7"])
 def test_production_accepts_egress_lists_of_internal_networks(allow: str) -> None:
-    settings = Settings(_env_file=None, env="production", egress_allow=allow)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, env="production", egress_allow=allow, **PRODUCTION)  # type: ignore[call-arg]
     assert settings.egress_networks
 
 
