@@ -8,6 +8,10 @@ import asyncio
 import base64
 import html
 import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -236,3 +240,30 @@ async def test_the_vendored_htmx_is_served_from_the_package(console: Console) ->
     served = await console.client.get("/console/static/htmx-2.0.11.min.js")
     assert served.status_code == 200
     assert "htmx" in served.text[:2000]
+
+
+def test_the_wheel_ships_the_console_templates_and_assets(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[3]
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from hatchling.build import build_wheel; print(build_wheel(sys.argv[1]))",
+            str(tmp_path),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    with zipfile.ZipFile(tmp_path / built.stdout.strip().splitlines()[-1]) as wheel:
+        names = set(wheel.namelist())
+    console = root / "src" / "ability_gateway" / "server" / "console"
+    expected = {
+        "ability_gateway/server/console/" + str(path.relative_to(console))
+        for folder in ("templates", "static")
+        for path in (console / folder).iterdir()
+    }
+    assert {n for n in expected if n.endswith((".html", ".js", ".css"))} <= names
+    assert "ability_gateway/server/console/static/htmx-2.0.11.min.js" in names
