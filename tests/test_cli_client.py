@@ -95,6 +95,21 @@ def test_invoke_and_wait_for_a_generation(live_gateway: LiveGateway, sample_imag
     task = json.loads(result.stdout)
     assert task["status"] == "succeeded"
     assert len(task["resultPayload"]["images"]) == 4
+    accepted = cli(
+        "invoke",
+        "ability_coze_image_gen_4step",
+        "--image",
+        sample_image,
+        "-i",
+        "width=64",
+        "-i",
+        "height=64",
+        "-i",
+        "prompt=again",
+        env=env_for(live_gateway),
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    assert "it goes on: ability-gateway task wait task_" in accepted.stderr
     shown = cli("task", "show", task["id"], "--json", env=env_for(live_gateway))
     assert json.loads(shown.stdout)["id"] == task["id"]
     waited = cli("task", "wait", task["id"], env=env_for(live_gateway))
@@ -123,10 +138,12 @@ def test_task_cancel_and_errors_are_one_line_with_an_exit_code(
             env=env_for(live_gateway),
         ).stdout
     )
-    again = cli("task", "cancel", done["metadata"]["taskId"], env=env_for(live_gateway))
+    task_id = done["metadata"]["taskId"]
+    again = cli("task", "cancel", task_id, env=env_for(live_gateway))
     assert again.returncode == 1
     assert again.stderr.startswith("error: 409")
     assert len(again.stderr.strip().splitlines()) == 1
+    assert again.stderr.count(task_id) <= 1  # the task is named once, not twice
     bad = cli(
         "invoke",
         "ability_coze_upscale_8k",
@@ -144,6 +161,12 @@ def test_task_cancel_and_errors_are_one_line_with_an_exit_code(
     no_token = cli("abilities", "list", env={"GATEWAY_URL": live_gateway.url, "GATEWAY_TOKEN": ""})
     assert no_token.returncode == 1
     assert "no token" in no_token.stderr
+    nobody = cli(
+        "abilities", "list", env={"GATEWAY_URL": "http://127.0.0.1:9", "GATEWAY_TOKEN": "t"}
+    )
+    assert nobody.returncode == 1
+    assert nobody.stderr.startswith("error: ")
+    assert not nobody.stderr.startswith("error: - ")  # no status placeholder without an answer
     wrong = cli(
         "abilities", "list", "--token", "agw_" + "x" * 43, env={"GATEWAY_URL": live_gateway.url}
     )

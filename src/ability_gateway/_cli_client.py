@@ -62,7 +62,8 @@ def _client(base_url: str | None, token: str | None) -> Iterator[Client]:
 
 
 def _describe(exc: GatewayError) -> str:
-    parts = [f"{exc.status_code or '-'} {exc.message}"]
+    # No status (the gateway did not answer): the message alone.
+    parts = [f"{exc.status_code} {exc.message}" if exc.status_code else exc.message]
     code = getattr(exc, "code", None)
     if code is not None and code != exc.status_code:
         parts.append(f"(code {code})")
@@ -71,7 +72,7 @@ def _describe(exc: GatewayError) -> str:
         parts.append("; ".join(f"{e.get('field')}: {e.get('problem')}" for e in errors))
     for name in ("task_id", "debug_url"):
         value = getattr(exc, name, None)
-        if value:
+        if value and str(value) not in exc.message:  # a 409 names its task already
             parts.append(f"{name.replace('_', ' ')} {value}")
     if exc.request_id:
         parts.append(f"[request {exc.request_id}]")
@@ -237,6 +238,9 @@ def invoke(
         _print_json(result)
     else:
         _show_result(result)
+        if result.status in ("queued", "running"):
+            task_id = result.id if isinstance(result, Task) else result.task_id
+            err.print(f"it goes on: ability-gateway task wait {task_id}", highlight=False)
     if result.status in ("failed", "timeout", "canceled"):
         raise typer.Exit(1)
 

@@ -23,6 +23,15 @@ if TYPE_CHECKING:
 token_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 
 
+def _opened(settings: Settings) -> Settings:
+    """Say which database a token command works on (on stderr: --json stays clean)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    print(f"database: {url}", file=sys.stderr)
+    return settings
+
+
 async def _token_create(
     settings: Settings,
     name: str,
@@ -132,9 +141,10 @@ def token_create(
         raise typer.BadParameter("must not be empty", param_hint="--name")
     if expires_in_days is not None and expires_in_days <= 0:
         raise typer.BadParameter("must be positive", param_hint="--expires-in-days")
+    settings = _opened(_settings())
     created = asyncio.run(
         _token_create(
-            _settings(),
+            settings,
             name,
             admin,
             expires_in_days,
@@ -163,7 +173,7 @@ def token_list(
     from ability_gateway.server.db import Database
     from ability_gateway.server.migrate import upgrade_to_head
 
-    settings = _settings()
+    settings = _opened(_settings())
 
     async def run() -> list[dict[str, object]]:
         db = Database(settings.resolved_database_url)
@@ -178,9 +188,11 @@ def token_list(
         print(json.dumps(rows))
         return
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table("id", "name", "prefix", "scopes", "created", "expires", "revoked")
+    table = Table("name", "prefix", "scopes", "created", "expires", "revoked")
+    # Ids whole (they are what the other commands take), however narrow the terminal.
+    table.columns.insert(0, Column("id", no_wrap=True, min_width=30))
 
     def when(ms: object) -> str:
         if not isinstance(ms, int):
@@ -229,7 +241,7 @@ def token_limits(
     quotas = _quotas(daily_quota, ability_quota, media_quota_bytes, zero_removes=True)
     if not values and not quotas:
         raise typer.BadParameter("give --rate-limit, --max-concurrent and/or a quota")
-    settings = _settings()
+    settings = _opened(_settings())
 
     async def run() -> bool:
         db = Database(settings.resolved_database_url)
@@ -253,7 +265,7 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id (t
     from ability_gateway.server.db import Database
     from ability_gateway.server.migrate import upgrade_to_head
 
-    settings = _settings()
+    settings = _opened(_settings())
 
     async def run() -> bool:
         db = Database(settings.resolved_database_url)
