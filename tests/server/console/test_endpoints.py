@@ -267,3 +267,41 @@ def test_the_wheel_ships_the_console_templates_and_assets(tmp_path: Path) -> Non
     }
     assert {n for n in expected if n.endswith((".html", ".js", ".css"))} <= names
     assert "ability_gateway/server/console/static/htmx-2.0.11.min.js" in names
+
+
+async def test_an_app_token_reads_its_own_usage_and_filters_tasks_by_time(
+    console: Console, sample_image: str
+) -> None:
+    token = await console.token()
+    await console.sign_in(token)
+    form = {"csrf": await console.csrf(), "in.url": sample_image, "in.shuru": "usage"}
+    assert (await console.post(f"/console/abilities/{PROMPT}/run", form)).status_code == 200
+    usage = await console.client.get("/console/usage")
+    assert usage.status_code == 200
+    assert re.search(rf"<td>{PROMPT}</td><td>1</td>", usage.text)
+    everything = await console.client.get("/console/tasks")
+    assert TASK_LINK.search(everything.text)
+    before = await console.client.get("/console/tasks?until=2000-01-01T00:00")
+    assert TASK_LINK.search(before.text) is None
+    assert 'value="2000-01-01T00:00"' in before.text
+    ignored = await console.client.get("/console/tasks?since=yesterday")  # not a time: no filter
+    assert TASK_LINK.search(ignored.text)
+
+
+async def test_the_task_list_refreshes_itself_while_a_task_runs(
+    live: LiveFactory, tmp_path: Path
+) -> None:
+    async with live("--job-seconds", "30") as gw, httpx.AsyncClient(base_url=gw.url) as client:
+        console = Console(client, gw.state, origin=gw.url)
+        await console.sign_in(await console.token())
+        form = {
+            "csrf": await console.csrf(),
+            "in.url": f"{gw.sim_url}/files/samples/square.png",
+            "in.width": "64",
+            "in.height": "64",
+            "in.prompt": "slow",
+        }
+        started = await console.post("/console/abilities/ability_coze_image_gen_4step/run", form)
+        assert re.search(r'hx-get="/console/tasks/task_\w+/live"', started.text)  # it follows
+        listed = await client.get("/console/tasks")
+    assert 'hx-trigger="every 3s"' in listed.text

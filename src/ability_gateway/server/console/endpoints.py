@@ -18,6 +18,7 @@ document: these are pages, not operations.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -46,6 +47,7 @@ from ability_gateway.server.http import current_request_id
 from ability_gateway.server.state import GatewayState
 from ability_gateway.server.tasks import invoke, service
 from ability_gateway.server.tasks.answers import InvokeOptions
+from ability_gateway.server.usage import service as usage_service
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -214,14 +216,19 @@ async def tasks_page(
     ability: str = "",
     q: str = "",
     after: str = "",
+    since: str = "",
+    until: str = "",
 ) -> Response:
     session = await signed_in(request, gateway)
     if isinstance(session, Response):
         return session
+    zone = gateway.settings.quota_timezone
     where = TaskFilter(
         token_id=None if session.is_admin else session.principal.token_id,
         status=status if status in STATUSES else None,
         ability_id=ability if gateway.catalog.get(ability) else None,
+        since_ms=views.local_ms(since, zone),
+        until_ms=views.local_ms(until, zone),
         search=q.strip()[:200] or None,
     )
     page = await admin_service.list_tasks(gateway, where, after[:64] or None, PAGE)
@@ -233,8 +240,38 @@ async def tasks_page(
         page=page,
         statuses=STATUSES,
         abilities=gateway.catalog.all(),
-        chosen={"status": where.status or "", "ability": where.ability_id or "", "q": q},
+        chosen={
+            "status": where.status or "",
+            "ability": where.ability_id or "",
+            "q": q,
+            "since": since if where.since_ms is not None else "",
+            "until": until if where.until_ms is not None else "",
+        },
+        timezone=zone,
+        live=any(item["status"] in ("queued", "running") for item in page["items"]),
+        query=request.url.query,
     )
+
+
+@router.get("/usage", response_model=None)
+async def usage_page(request: Request, gateway: Gateway) -> Response:
+    """A token's own usage and quotas (an admin's screen shows every token's)."""
+    session = await signed_in(request, gateway)
+    if isinstance(session, Response):
+        return session
+    if session.is_admin:
+        return RedirectResponse("/console/admin/usage", status_code=303)
+    until = datetime.now(UTC)
+    answer = await usage_service.usage(
+        gateway.db,
+        gateway.settings.quota_timezone,
+        since=(until - timedelta(days=14)).isoformat(timespec="seconds"),
+        until=until.isoformat(timespec="seconds"),
+        group_by="ability,day",
+        token_id=session.principal.token_id,
+        self_only=True,
+    )
+    return render(request, gateway, "usage.html", session, usage=answer)
 
 
 async def _story(

@@ -137,6 +137,11 @@ WORDS: dict[str, tuple[str, str]] = {
     "by_token": ("By token", "按令牌"),
     "day": ("Day", "日期"),
     "cache_hits": ("Cache hits", "缓存命中"),
+    "since": ("From", "起始"),
+    "until": ("To", "截止"),
+    "quotas": ("Quotas", "配额"),
+    "used_today": ("used today", "今日已用"),
+    "no_usage": ("No calls in the last 14 days.", "近 14 天没有调用。"),
 }
 
 

@@ -3,7 +3,9 @@ its outputs as the invoke answer has them, and one timeline in time order."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ability_gateway.server.abilities.catalog import Catalog
 
@@ -37,3 +39,15 @@ def timeline(story: dict[str, Any]) -> list[dict[str, Any]]:
         events.append((attempt["time"], 4, {"kind": "callback", **attempt}))
     events.sort(key=lambda e: (e[0], e[1]))
     return [{"time": when, **event} for when, _, event in events]
+
+
+def local_ms(value: str, timezone: str) -> int | None:
+    """A ``datetime-local`` form value (``2026-12-03T09:30``) in ``timezone``, as epoch ms;
+    None when empty or not such a value (the filter is then not applied)."""
+    try:
+        moment = datetime.fromisoformat(value.strip()[:19])
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    return int(moment.timestamp() * 1000)
