@@ -108,6 +108,8 @@ async def test_sign_in_run_with_an_upload_and_follow_the_task(
         # The thumbnail is our mirrored copy, and it loaded (not a broken image).
         assert (await thumb.get_attribute("src") or "").startswith(f"{gw.url}/media/")
         assert await thumb.evaluate("img => img.complete && img.naturalWidth > 0")
+        # 48×32 expanded by 8 on every side.
+        await expect(page.locator("#outcome [data-size]").first).to_have_text("64 × 48 px")
         snippet = await page.locator("[data-snippet=cli]").inner_text()
         assert "--image cat.png" in snippet
         assert token.token not in await page.content()

@@ -26,8 +26,21 @@ document.addEventListener("change", function (event) {
   if (url) url.required = !input.files.length;
 });
 
-document.addEventListener("DOMContentLoaded", function () { addCopyButtons(document); });
-document.addEventListener("htmx:afterSwap", function (event) { addCopyButtons(event.target); });
+// Each output thumbnail says its size in pixels once it has loaded.
+function addImageSizes(root) {
+  root.querySelectorAll("img[data-output=image]").forEach(function (img) {
+    var show = function () {
+      var size = img.closest("figure").querySelector("[data-size]");
+      if (size && img.naturalWidth) size.textContent = img.naturalWidth + " × " + img.naturalHeight + " px";
+    };
+    if (img.complete) show(); else img.addEventListener("load", show);
+  });
+}
+
+function enhance(root) { addCopyButtons(root); addImageSizes(root); }
+document.addEventListener("DOMContentLoaded", function () { enhance(document); });
+document.addEventListener("htmx:afterSwap", function (event) { enhance(event.target); });
+document.addEventListener("htmx:afterSettle", function (event) { enhance(event.target); });
 
 // The usage chart (uPlot, vendored): calls per day, and the success rate on its own axis.
 function drawUsageChart() {
