@@ -305,3 +305,16 @@ async def test_the_task_list_refreshes_itself_while_a_task_runs(
         assert re.search(r'hx-get="/console/tasks/task_\w+/live"', started.text)  # it follows
         listed = await client.get("/console/tasks")
     assert 'hx-trigger="every 3s"' in listed.text
+
+
+def test_a_url_from_an_answer_is_a_link_only_when_it_is_http() -> None:
+    from ability_gateway.server.console.pages import environment
+
+    web = environment.filters["web"]
+    assert web("https://www.coze.cn/work_flow?execute_id=1") == (
+        "https://www.coze.cn/work_flow?execute_id=1"
+    )
+    assert web("/media/2026/12/x.png") == "/media/2026/12/x.png"
+    assert web("javascript:alert(1)") is None
+    assert web("//elsewhere.test/x") is None
+    assert web(None) is None

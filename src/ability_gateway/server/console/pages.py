@@ -54,7 +54,16 @@ def _when(ms: Any) -> str:
     return iso_time(int(ms)) if isinstance(ms, int) else ""
 
 
+def _web(url: Any) -> str | None:
+    """``url`` if it is an http(s) URL, else None: a link or image from Coze's answers
+    (``debug_url``, an output's URL) never becomes a ``javascript:`` link."""
+    if not isinstance(url, str) or url.startswith("//"):
+        return None
+    return url if url.startswith(("http://", "https://", "/")) else None
+
+
 environment.filters["pretty"] = _pretty
+environment.filters["web"] = _web
 environment.filters["when"] = _when
 environment.filters["as_json"] = _as_json
 
