@@ -258,3 +258,21 @@ def query(url: str, sql: str) -> list[tuple[object, ...]]:
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def build_wheel(out: Path) -> Path:
+    """The project's wheel, built offline with hatchling into ``out``."""
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from hatchling.build import build_wheel; print(build_wheel(sys.argv[1]))",
+            str(out),
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    return out / built.stdout.strip().splitlines()[-1]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -15,6 +13,7 @@ import httpx
 from ability_gateway.server.apidocs.endpoints import ASSETS_PATH, REDOC, SWAGGER_UI
 from ability_gateway.server.openapi import SECURITY_SCHEME
 from tests.server.conftest import LiveFactory
+from tests.support import build_wheel
 
 ROOT = Path(__file__).resolve().parents[3]
 STATIC = resources.files("ability_gateway.server.apidocs") / "static"
@@ -125,20 +124,7 @@ def test_vendored_directories_hold_the_versions_they_are_named_for() -> None:
 
 
 def test_the_wheel_ships_the_docs_assets(tmp_path: Path) -> None:
-    built = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from hatchling.build import build_wheel; print(build_wheel(sys.argv[1]))",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert built.returncode == 0, built.stderr
-    with zipfile.ZipFile(tmp_path / built.stdout.strip().splitlines()[-1]) as wheel:
+    with zipfile.ZipFile(build_wheel(tmp_path)) as wheel:
         names = set(wheel.namelist())
     shipped = {
         f"{SWAGGER_UI}/{name}"

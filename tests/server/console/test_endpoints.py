@@ -8,8 +8,6 @@ import asyncio
 import base64
 import html
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from tests.conftest import make_settings
 from tests.server.conftest import LiveFactory
 from tests.server.console.conftest import Console
 from tests.server.media.test_images import png
+from tests.support import build_wheel
 
 PROMPT = "ability_coze_prompt_extract"
 UPSCALE = "ability_coze_upscale_8k"
@@ -244,20 +243,7 @@ async def test_the_vendored_htmx_is_served_from_the_package(console: Console) ->
 
 def test_the_wheel_ships_the_console_templates_and_assets(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[3]
-    built = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from hatchling.build import build_wheel; print(build_wheel(sys.argv[1]))",
-            str(tmp_path),
-        ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert built.returncode == 0, built.stderr
-    with zipfile.ZipFile(tmp_path / built.stdout.strip().splitlines()[-1]) as wheel:
+    with zipfile.ZipFile(build_wheel(tmp_path)) as wheel:
         names = set(wheel.namelist())
     console = root / "src" / "ability_gateway" / "server" / "console"
     expected = {

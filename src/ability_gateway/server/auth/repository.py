@@ -33,7 +33,8 @@ def revoke(conn: Connection, token_id: str) -> bool:
     return bool(result.rowcount)
 
 
-_FIND_ACTIVE = select(
+# What a Principal is made of (auth/service.principal_of); console sessions read the same.
+PRINCIPAL_COLUMNS = (
     tokens.c.id,
     tokens.c.name,
     tokens.c.scopes,
@@ -43,6 +44,9 @@ _FIND_ACTIVE = select(
     tokens.c.quota_daily_invocations,
     tokens.c.quota_daily_by_ability,
     tokens.c.quota_media_bytes,
+)
+_FIND_ACTIVE = select(
+    *PRINCIPAL_COLUMNS,
     # Matched by the value before a rotation: it works until its overlap ends.
     (tokens.c.token_hash != bindparam("token_hash")).label("by_previous"),
     tokens.c.previous_token_expires_at,

@@ -289,27 +289,18 @@ async def _story(
 
 @router.get("/tasks/{task_id}", response_model=None)
 async def task_page(request: Request, gateway: Gateway, task_id: str) -> Response:
-    session = await signed_in(request, gateway)
-    if isinstance(session, Response):
-        return session
-    story = await _story(gateway, session, task_id)
-    if story is None:
-        return render(request, gateway, "message.html", session, 404, message_key="not_found")
-    return render(
-        request,
-        gateway,
-        "task.html",
-        session,
-        story=story,
-        result=views.result_of(gateway.catalog, story),
-        timeline=views.timeline(story),
-        terminal=story["task"]["status"] in TERMINAL,
-    )
+    return await _task_view(request, gateway, task_id, "task.html")
 
 
 @router.get("/tasks/{task_id}/live", response_model=None)
 async def task_live(request: Request, gateway: Gateway, task_id: str) -> Response:
     """The task's state and outputs (the fragment a running task's page polls)."""
+    return await _task_view(request, gateway, task_id, "live.html")
+
+
+async def _task_view(
+    request: Request, gateway: GatewayState, task_id: str, template: str
+) -> Response:
     session = await signed_in(request, gateway)
     if isinstance(session, Response):
         return session
@@ -319,10 +310,11 @@ async def task_live(request: Request, gateway: Gateway, task_id: str) -> Respons
     return render(
         request,
         gateway,
-        "live.html",
+        template,
         session,
         story=story,
         result=views.result_of(gateway.catalog, story),
+        timeline=views.timeline(story),
         terminal=story["task"]["status"] in TERMINAL,
     )
 

@@ -6,6 +6,7 @@ from sqlalchemy import RowMapping, delete, insert, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ability_gateway.server.auth.repository import PRINCIPAL_COLUMNS
 from ability_gateway.server.db import db_now_ms
 from ability_gateway.server.models import console_sessions, tokens
 
@@ -30,15 +31,7 @@ def insert_session(conn: Connection, id_hash: str, token_id: str, lifetime_ms: i
 _FIND = (
     select(
         console_sessions.c.expires_at.label("session_expires_at"),
-        tokens.c.id,
-        tokens.c.name,
-        tokens.c.scopes,
-        tokens.c.expires_at,
-        tokens.c.rate_limit_per_minute,
-        tokens.c.max_concurrent_tasks,
-        tokens.c.quota_daily_invocations,
-        tokens.c.quota_daily_by_ability,
-        tokens.c.quota_media_bytes,
+        *PRINCIPAL_COLUMNS,
     )
     .select_from(console_sessions.join(tokens, tokens.c.id == console_sessions.c.token_id))
     .where(
