@@ -25,7 +25,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     assert (await client.get("/readyz")).json() == {
         "status": "ready",
-        "executors": [{"id": "default", "state": "closed", "reason": None}],
+        "executors": [{"id": "default", "state": "closed"}],
     }
 
 

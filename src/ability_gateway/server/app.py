@@ -24,7 +24,7 @@ from ability_gateway.server.bodylimit import BodyLimitMiddleware
 from ability_gateway.server.callbacks.endpoints import router as callbacks_router
 from ability_gateway.server.callbacks.endpoints import webhooks as callbacks_webhooks
 from ability_gateway.server.config import Settings, get_settings
-from ability_gateway.server.console.admin_endpoints import router as console_admin_router
+from ability_gateway.server.console.admin.endpoints import router as console_admin_router
 from ability_gateway.server.console.endpoints import router as console_router
 from ability_gateway.server.console.pages import STATIC
 from ability_gateway.server.errors import install_error_handlers
