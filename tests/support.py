@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -276,3 +278,22 @@ def build_wheel(out: Path) -> Path:
     )
     assert built.returncode == 0, built.stderr
     return out / built.stdout.strip().splitlines()[-1]
+
+
+async def first_run_done(state: Any) -> None:
+    """The runner's own retention job runs once at start, then hourly: wait for that first
+    run (taken, and queued again), so a test that claims or deletes by hand is alone."""
+    from sqlalchemy import func, select
+
+    from ability_gateway.server.models import jobs
+    from ability_gateway.server.retention.jobs import RETENTION_JOB
+
+    ran = select(func.count()).where(
+        jobs.c.kind == RETENTION_JOB, jobs.c.steps >= 1, jobs.c.state == "queued"
+    )
+    for _ in range(1000):
+        async with state.db.read() as conn:
+            if (await conn.execute(ran)).scalar_one():
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the retention job did not run at start")

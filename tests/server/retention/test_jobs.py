@@ -4,7 +4,6 @@ callback, a recent one and everything else stay."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from ability_gateway.server.runner.repository import Lease
 from ability_gateway.server.runner.steps import StepContext
 from ability_gateway.server.state import GatewayState
 from tests.conftest import make_settings
+from tests.support import first_run_done
 
 PROMPT = "ability_coze_prompt_extract"
 DAY_MS = 86_400_000
@@ -67,17 +67,6 @@ async def gateway_on(tmp_path: Path, sim_url: str) -> Any:
     async with app.router.lifespan_context(app):
         await first_run_done(app.state.gateway)
         yield app
-
-
-async def first_run_done(state: GatewayState) -> None:
-    """The runner's own retention job runs once at start, then hourly: wait for that first
-    run, so the step a test calls is the only one that sees the rows it wrote."""
-    ran = (jobs.c.kind == retention.RETENTION_JOB) & (jobs.c.steps >= 1)
-    for _ in range(500):
-        if await count(state, jobs, ran, jobs.c.state == "queued"):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the retention job did not run at start")
 
 
 async def test_old_finished_tasks_go_with_what_hangs_off_them(

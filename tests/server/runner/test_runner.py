@@ -22,6 +22,7 @@ from ability_gateway.server.state import GatewayState
 from ability_gateway.server.tasks import repository as task_repository
 from ability_gateway.server.tasks.steps import crash_writes
 from tests.conftest import make_settings
+from tests.support import first_run_done
 
 CALLS: list[tuple[int, int]] = []
 BEHAVIOUR: dict[str, Any] = {}
@@ -59,6 +60,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[GatewayState]:
     async with app.router.lifespan_context(app):
         state: GatewayState = app.state.gateway
         state.runner.deps.jobs.add("test.echo", echo_step, on_crash=crash_writes)
+        await first_run_done(state)
         yield state
 
 
