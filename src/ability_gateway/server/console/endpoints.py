@@ -34,6 +34,8 @@ from ability_gateway.server.console.i18n import LANG_COOKIE, LANGUAGES
 from ability_gateway.server.console.pages import (
     checked_form,
     fragment,
+    not_found,
+    refusal,
     render,
     same_origin,
     session_of,
@@ -133,7 +135,7 @@ async def playground(request: Request, gateway: Gateway, ability_id: str) -> Res
         return session
     ability = gateway.catalog.get(ability_id)
     if ability is None:
-        return render(request, gateway, "message.html", session, 404, message_key="not_found")
+        return not_found(request, gateway, session)
     return render(
         request,
         gateway,
@@ -153,7 +155,7 @@ async def run_ability(request: Request, gateway: Gateway, ability_id: str) -> Re
     session, form = checked
     ability = gateway.catalog.get(ability_id)
     if ability is None:
-        return render(request, gateway, "message.html", session, 404, message_key="not_found")
+        return not_found(request, gateway, session)
     image = form.get("image_file")
     upload = None
     if isinstance(image, UploadFile) and image.filename:
@@ -306,7 +308,7 @@ async def _task_view(
         return session
     story = await _story(gateway, session, task_id)
     if story is None:
-        return render(request, gateway, "message.html", session, 404, message_key="not_found")
+        return not_found(request, gateway, session)
     return render(
         request,
         gateway,
@@ -327,12 +329,12 @@ async def cancel_task(request: Request, gateway: Gateway, task_id: str) -> Respo
     session, _ = checked
     story = await _story(gateway, session, task_id)
     if story is None:
-        return render(request, gateway, "message.html", session, 404, message_key="not_found")
+        return not_found(request, gateway, session)
     owner = replace(session.principal, token_id=story["task"]["tokenId"])  # admin: any task
     try:
         await service.cancel_task(gateway, owner, task_id)
     except GatewayError as exc:
-        return render(request, gateway, "message.html", session, exc.status_code, text=exc.message)
+        return refusal(request, gateway, session, exc)
     return RedirectResponse(f"/console/tasks/{task_id}", status_code=303)
 
 
@@ -344,9 +346,9 @@ async def redeliver(request: Request, gateway: Gateway, task_id: str) -> Respons
     session, _ = checked
     story = await _story(gateway, session, task_id)
     if story is None:
-        return render(request, gateway, "message.html", session, 404, message_key="not_found")
+        return not_found(request, gateway, session)
     try:
         await callbacks_service.redeliver_task(gateway, task_id)  # the story checked the owner
     except GatewayError as exc:
-        return render(request, gateway, "message.html", session, exc.status_code, text=exc.message)
+        return refusal(request, gateway, session, exc)
     return RedirectResponse(f"/console/tasks/{task_id}", status_code=303)

@@ -20,6 +20,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from ability_gateway.server.console.forms import MAX_UPLOAD_BYTES
 from ability_gateway.server.console.i18n import language_of, translator
 from ability_gateway.server.console.sessions import COOKIE, ConsoleSession, Sessions
+from ability_gateway.server.errors import GatewayError
 from ability_gateway.server.state import GatewayState
 from ability_gateway.server.tasks.bodies import iso_time
 
@@ -156,3 +157,14 @@ async def checked_form(
     ):
         return refused(request, gateway, session)
     return session, form
+
+
+def refusal(
+    request: Request, gateway: GatewayState, session: ConsoleSession, exc: GatewayError
+) -> HTMLResponse:
+    """A ``GatewayError`` of a console action as a page with its status and message."""
+    return render(request, gateway, "message.html", session, exc.status_code, text=exc.message)
+
+
+def not_found(request: Request, gateway: GatewayState, session: ConsoleSession) -> HTMLResponse:
+    return render(request, gateway, "message.html", session, 404, message_key="not_found")

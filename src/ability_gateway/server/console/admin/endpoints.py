@@ -27,7 +27,7 @@ from fastapi.responses import RedirectResponse, Response
 from ability_gateway.server.admin import service as admin_service
 from ability_gateway.server.auth import admin as token_admin
 from ability_gateway.server.auth.service import create_token
-from ability_gateway.server.console.pages import checked_form, render, signed_in
+from ability_gateway.server.console.pages import checked_form, refusal, render, signed_in
 from ability_gateway.server.console.sessions import ConsoleSession
 from ability_gateway.server.deps import Gateway
 from ability_gateway.server.errors import GatewayError
@@ -144,7 +144,7 @@ async def rotate(request: Request, gateway: Gateway, token_id: str) -> Response:
             gateway.db, gateway.token_cache, token_id, min(seconds, 30 * 86400)
         )
     except GatewayError as exc:
-        return render(request, gateway, "message.html", session, exc.status_code, text=exc.message)
+        return refusal(request, gateway, session, exc)
     shown = {"id": token_id, "token": rotated.token, "callbackSecret": None}
     return await _tokens_page(request, gateway, session, shown=shown)
 
@@ -158,7 +158,7 @@ async def revoke(request: Request, gateway: Gateway, token_id: str) -> Response:
     try:
         await token_admin.revoke(gateway.db, gateway.token_cache, token_id)
     except GatewayError as exc:
-        return render(request, gateway, "message.html", session, exc.status_code, text=exc.message)
+        return refusal(request, gateway, session, exc)
     return RedirectResponse("/console/admin/tokens", status_code=303)
 
 
@@ -180,7 +180,7 @@ async def limits(request: Request, gateway: Gateway, token_id: str) -> Response:
     try:
         await token_admin.change(gateway.db, gateway.token_cache, token_id, values)
     except GatewayError as exc:
-        return render(request, gateway, "message.html", session, exc.status_code, text=exc.message)
+        return refusal(request, gateway, session, exc)
     await usage_service.set_quotas(
         gateway.db,
         token_id,
